@@ -1,0 +1,60 @@
+"""onnxruntime sessions: which execution provider, and one place that opens model files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+GPU_PROVIDERS = ("CUDAExecutionProvider",)
+CPU_PROVIDER = "CPUExecutionProvider"
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, unreadable or not a valid model; the message names the file."""
+
+
+def select_providers(device: str = "auto", gpu_fallback: bool = True) -> list[str]:
+    """Execution providers for ``device`` in ``{"auto", "cpu", "gpu"}``.
+
+    ``gpu`` without a usable CUDA provider logs an error and falls back to the CPU when
+    ``gpu_fallback`` is true, else raises :class:`ModelLoadError` so the server refuses to start.
+    """
+    import onnxruntime as ort
+
+    if device not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"device must be auto, cpu or gpu, got {device!r}")
+    available = ort.get_available_providers()
+    gpu = [p for p in GPU_PROVIDERS if p in available]
+    if device == "cpu":
+        return [CPU_PROVIDER]
+    if gpu:
+        return [*gpu, CPU_PROVIDER]
+    if device == "gpu":
+        msg = (f"GPU REQUESTED BUT NOT AVAILABLE: onnxruntime offers {available}; "
+               "install onnxruntime-gpu with a matching CUDA, or set device=cpu")
+        if not gpu_fallback:
+            raise ModelLoadError(msg)
+        log.error("%s. Falling back to the CPU (gpu_fallback is on).", msg)
+    return [CPU_PROVIDER]
+
+
+def open_session(path: str | Path, providers: list[str], threads: int = 0):
+    """An ``InferenceSession`` for ``path``; a missing or corrupt file raises ModelLoadError naming it."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # converters leave harmless warnings by the hundred
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise ModelLoadError(f"model file {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
+    used = session.get_providers()
+    log.info("loaded %s on %s", path.name, used[0])
+    return session
