@@ -9,7 +9,8 @@ import numpy as np
 
 def _column(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type) -> np.ndarray:
     arr = np.asarray(value, dtype=dtype)
-    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+    bad_dims = arr.ndim != len(shape)
+    if bad_dims or any(want is not None and got != want for got, want in zip(arr.shape, shape, strict=True)):
         expected = "x".join("n" if s is None else str(s) for s in shape)
         raise ValueError(f"FrameFaces.{name} must have shape ({expected}), got {arr.shape}")
     return arr

@@ -7,7 +7,7 @@
      "faces": [{"bbox": [x1, y1, x2, y2], "score": s,
                 "landmarks": [[x, y] x 5], "embedding": "<base64>"}]}
 
-Coordinates are pixels of the original (upright) frame. ``embedding`` is the base64 encoding of the
+Coordinates are pixels of the original (upright) frame, rounded to 0.1 px. ``embedding`` is the base64 encoding of the
 little-endian IEEE float16 values of the L2-normalised vector (512-d: 1,024 bytes, 1,368 characters),
 so one face stays under 1.5 KB of JSON. ``embedder`` names the model so that embeddings of
 different models are never compared; ``""`` with no embedding when the frame was not embedded.
@@ -74,9 +74,9 @@ def to_dict(result: FrameResult) -> dict[str, Any]:
     out_faces = []
     for i in range(len(faces)):
         face: dict[str, Any] = {
-            "bbox": [_r(v, 2) for v in faces.xyxy[i]],
+            "bbox": [_r(v, 1) for v in faces.xyxy[i]],
             "score": _r(faces.confidence[i], 4),
-            "landmarks": [[_r(x, 2), _r(y, 2)] for x, y in faces.landmarks[i]],
+            "landmarks": [[_r(x, 1), _r(y, 1)] for x, y in faces.landmarks[i]],
         }
         if faces.dim:
             face["embedding"] = encode_embedding(faces.embedding[i])
@@ -86,7 +86,7 @@ def to_dict(result: FrameResult) -> dict[str, Any]:
         "width": int(result.width),
         "height": int(result.height),
         "detector": result.detector,
-        "embedder": result.embedder if faces.dim else result.embedder,
+        "embedder": result.embedder,
         "signature": [_r(v, 5) for v in result.signature],
         "faces": out_faces,
     }
