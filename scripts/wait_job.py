@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Wait for a face-blur job: its transform job, then the post-processing's completion marker.
+
+    python scripts/wait_job.py --job JOB [--transform-job NAME] [--timeout 7200]
+
+1. the transform job (``--transform-job``, else the newest ``<prefix><job>-...``) must end
+   Completed; Failed or Stopped ends the wait with SageMaker's reason;
+2. then ``output/<job>/face-blur-complete.json`` must appear, written after the transform job ended
+   (a marker of an earlier run does not count) and with the digest of ``face-blur-frames.json``
+   (the post-processing's proof that every frame has its output).
+
+Prints the marker's report (frames, frames blurred, boxes, plan summary) as JSON. Post-processing
+failures do not reach this script: the Lambda's dead-letter queue raises an alarm on the
+deployment's SNS topic, and the logs are in CloudWatch (/aws/lambda/<name>-postprocess,
+/aws/batch/<name>-postprocess). Exit 0 when complete, 1 on failure or timeout, 2 for usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from deployment import Deployment, add_deployment_arguments, deployment_from_args, error_line, setup_logging
+
+log = logging.getLogger("wait_job")
+
+ENDED = ("Completed", "Failed", "Stopped")
+
+
+class JobFailedError(RuntimeError):
+    """The transform job failed or was stopped, or the wait ran out of time; the message says which."""
+
+
+def latest_transform_job(sm, dep: Deployment, job: str) -> str:
+    """The newest transform job of ``job`` (names ``<prefix><job>-<timestamp>``)."""
+    stem = f"{dep.job_name_prefix}{job}-"
+    names: list[tuple[datetime, str]] = []
+    kwargs: dict[str, Any] = {"NameContains": stem, "SortBy": "CreationTime", "SortOrder": "Descending"}
+    while True:
+        page = sm.list_transform_jobs(**kwargs)
+        names.extend((s["CreationTime"], s["TransformJobName"]) for s in page.get("TransformJobSummaries", [])
+                     if s["TransformJobName"].startswith(stem) and s["TransformJobName"][len(stem):].isdigit())
+        if not page.get("NextToken"):
+            break
+        kwargs["NextToken"] = page["NextToken"]
+    if not names:
+        raise JobFailedError(f"no transform job named {stem}<timestamp>: run start_job.py --job {job} first")
+    return max(names)[1]
+
+
+def wait_for_transform(sm, name: str, timeout: float, poll: float,
+                       sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """DescribeTransformJob until it ends; returns the description when Completed."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        desc = sm.describe_transform_job(TransformJobName=name)
+        status = desc["TransformJobStatus"]
+        if status != last:
+            log.info("transform job %s: %s", name, status)
+            last = status
+        if status == "Completed":
+            return desc
+        if status in ENDED:
+            reason = desc.get("FailureReason", "no reason given")
+            raise JobFailedError(f"transform job {name} {status.lower()}: {reason}")
+        if time.monotonic() >= deadline:
+            raise JobFailedError(f"transform job {name} is still {status} after {timeout:.0f} s")
+        sleep(poll)
+
+
+def read_json(s3, bucket: str, key: str) -> tuple[dict[str, Any], datetime] | None:
+    """(object as JSON, LastModified), or None when absent."""
+    from botocore.exceptions import ClientError
+
+    try:
+        obj = s3.get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
+    return json.loads(obj["Body"].read()), obj["LastModified"]
+
+
+def wait_for_marker(s3, dep: Deployment, job: str, not_before: datetime | None, timeout: float, poll: float,
+                    sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """The completion marker of ``job``'s post-processing, once written after ``not_before``."""
+    from postprocess.render import MANIFEST_NAME
+    from postprocess.run import MARKER_NAME
+
+    marker_key, manifest_key = dep.key("output", job, MARKER_NAME), dep.key("output", job, MANIFEST_NAME)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = read_json(s3, dep.bucket, marker_key)
+        if found is not None:
+            marker, modified = found
+            if not_before is None or modified >= not_before:
+                manifest = read_json(s3, dep.bucket, manifest_key)
+                if manifest is not None and manifest[0].get("digest") == marker.get("digest"):
+                    return marker
+                log.debug("marker digest does not match %s yet", manifest_key)
+            else:
+                log.debug("marker %s is from an earlier run (%s)", marker_key, modified)
+        if time.monotonic() >= deadline:
+            raise JobFailedError(f"no completion marker s3://{dep.bucket}/{marker_key} after {timeout:.0f} s: see the "
+                            "post-processing logs in CloudWatch and the dead-letter queue")
+        sleep(poll)
+
+
+def report(marker: dict[str, Any]) -> dict[str, Any]:
+    """What a person wants to know from the marker (never embeddings: the marker has none)."""
+    keys = ("frames", "frames_blurred", "frames_blurred_whole", "boxes_blurred", "digest", "completed_at", "summary")
+    return {k: marker[k] for k in keys if k in marker}
+
+
+def wait_job(dep: Deployment, s3, sm, job: str, transform_job: str | None = None, timeout: float = 7200,
+             poll: float = 30, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    started = time.monotonic()
+    name = transform_job or latest_transform_job(sm, dep, job)
+    desc = wait_for_transform(sm, name, timeout, poll, sleep)
+    remaining = max(0.0, timeout - (time.monotonic() - started))
+    marker = wait_for_marker(s3, dep, job, desc.get("TransformEndTime"), remaining, poll, sleep)
+    result = {"job": job, "transform_job": name, "output": dep.uri("output", job), **report(marker)}
+    log.info("job %s complete: %s frames, %s with blurred faces", job, result.get("frames"),
+             result.get("frames_blurred"))
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wait_job.py", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--transform-job", default=None, help="transform job name (default: the job's newest)")
+    parser.add_argument("--timeout", type=float, default=7200, help="seconds to wait in all")
+    parser.add_argument("--poll", type=float, default=30, help="seconds between checks")
+    add_deployment_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        dep = deployment_from_args(args)
+        session = dep.session()
+        result = wait_job(dep, session.client("s3"), session.client("sagemaker"), args.job, args.transform_job,
+                          args.timeout, args.poll)
+    except Exception as exc:  # one clear line for the user; -v for the traceback
+        log.debug("failed", exc_info=True)
+        print(f"wait_job.py: error: {error_line(exc)}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
