@@ -1,0 +1,480 @@
+"""``face-blur``: the command line (console script ``face-blur = faceblur.cli:main``).
+
+Subcommands: ``run`` (video, frames folder or photo in, anonymised copy out, everything local),
+``render`` (again from a saved plan, no detection), ``serve`` (the inference server),
+``transform`` (the Batch Transform stand-in), ``postprocess`` (the post-processing stage on local
+paths or S3). ``face-blur <command> --help`` lists every option with its default.
+
+Errors a user can meet end with one line ``face-blur: error: ...`` on stderr and exit 1 (2 for a
+usage error); ``-v`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("faceblur")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("face-blur")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------- types
+
+
+def _number(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
+            name: str = "") -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses and range-checks (the message names the range)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"{low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({span})")
+        return value
+
+    parse.__name__ = name or kind.__name__
+    return parse
+
+
+def _pick(text: str):
+    from postprocess.config import Pick
+
+    try:
+        return Pick.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _thresholds(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected three numbers in (0, 1) as P,R,O, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------- options
+
+
+def _defaults(cls) -> dict[str, Any]:
+    return {f.name: getattr(cls(), f.name) for f in fields(cls)}
+
+
+def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    from postprocess.config import INTERPOLATIONS, MODES, PICK_ACTIONS, PlanConfig
+
+    d = _defaults(PlanConfig)
+    g = parser.add_argument_group("which faces to blur (postprocess/config.py)")
+    g.add_argument("--mode", choices=MODES, default=d["mode"],
+                   help="all: every face; unknown: all but the --ref people; known: only the --ref people; "
+                        "select: the people under --pick")
+    g.add_argument("--pick", action="append", type=_pick, default=[], metavar="FRAME:X:Y",
+                   help="mode select: a point on a face (frame number from 1, pixels); repeatable "
+                        "(default: none)")
+    g.add_argument("--pick-action", choices=PICK_ACTIONS, default=d["pick_action"],
+                   help="mode select: blur the picked people, or keep them and blur everyone else")
+    g.add_argument("--identity-threshold", type=_number(float, -1.0, 1.0), default=None,
+                   help="cosine similarity for 'same person' (default: per embedder, e.g. 0.30 for "
+                        "mobilefacenet/arcface-r100, 0.85 for dlib)")
+    g.add_argument("--identity-margin", type=_number(float, 0.0, 0.99), default=d["identity_margin"],
+                   help="fail safe: keep clear only at threshold + margin; within it, blur (borderline)")
+    g.add_argument("--min-samples", type=_number(int, 1), default=d["min_samples"],
+                   help="detections of a sequence that must match before it counts as a person")
+    g.add_argument("--cut-threshold", type=_number(float, 0.01, 2.0), default=d["cut_threshold"],
+                   help="shot cut: L1 distance between frame signatures (2 turns cut detection off)")
+    g.add_argument("--max-gap", type=_number(int, 0), default=d["max_gap"],
+                   help="frames a face sequence survives without a detection")
+    g.add_argument("--join-gap", type=_number(int, 0), default=d["join_gap"],
+                   help="join sequences of one shot at most this many frames apart")
+    g.add_argument("--min-length", type=_number(int, 1), default=d["min_length"],
+                   help="shorter sequences are false positives unless their score reaches --short-keep-score")
+    g.add_argument("--short-keep-score", type=_number(float, 0.0), default=d["short_keep_score"],
+                   help="a short sequence with this detector score is still blurred")
+    g.add_argument("--interpolation", choices=INTERPOLATIONS, default=d["interpolation"],
+                   help="boxes of frames inside a sequence without a detection")
+    g.add_argument("--smooth-window", type=_number(int, 1), default=d["smooth_window"],
+                   help="centred moving average of the boxes, frames (1: off)")
+    g.add_argument("--pad-frames", type=_number(int, 0), default=d["pad_frames"],
+                   help="anti-flicker: extend each sequence this many frames at both ends")
+
+
+def _plan_config(args: argparse.Namespace):
+    from postprocess.config import PlanConfig
+
+    return PlanConfig(mode=args.mode, picks=tuple(args.pick), pick_action=args.pick_action,
+                      identity_threshold=args.identity_threshold, identity_margin=args.identity_margin,
+                      min_samples=args.min_samples, max_samples=max(args.min_samples, PlanConfig().max_samples),
+                      cut_threshold=args.cut_threshold, max_gap=args.max_gap, join_gap=args.join_gap,
+                      min_length=args.min_length, short_keep_score=args.short_keep_score,
+                      interpolation=args.interpolation, smooth_window=args.smooth_window,
+                      pad_frames=args.pad_frames)
+
+
+def _add_blur_options(parser: argparse.ArgumentParser) -> None:
+    from postprocess.blur import SHAPES, STYLES, RenderConfig
+
+    d = _defaults(RenderConfig)
+    g = parser.add_argument_group("how faces are hidden (postprocess/blur.py)")
+    g.add_argument("--style", choices=STYLES, default=d["style"],
+                   help="blur: Gaussian; box: box filter; pixelate: mosaic; solid: filled (cannot be undone)")
+    g.add_argument("--shape", choices=SHAPES, default=d["shape"], help="mask shape inside the scaled box")
+    g.add_argument("--mask-scale", type=_number(float, 1.0, 4.0), default=d["mask_scale"],
+                   help="exact width and height factor from face box to blurred region")
+    g.add_argument("--extend-head", type=_number(float, 0.0, 2.0), default=d["extend_head"],
+                   help="extend the box upward by this fraction of its height first (hair)")
+    g.add_argument("--strength", type=_number(float, 0.02, 1.0), default=d["strength"],
+                   help="blur sigma / box radius / mosaic cell as a fraction of the face size")
+
+
+def _render_config(args: argparse.Namespace):
+    from postprocess.blur import RenderConfig
+
+    return RenderConfig(style=args.style, shape=args.shape, mask_scale=args.mask_scale,
+                        extend_head=args.extend_head, strength=args.strength)
+
+
+def _add_inference_options(parser: argparse.ArgumentParser) -> None:
+    from handler.config import DEVICES, embedder_choices
+    from handler.detector import BACKENDS, DetectorConfig
+    from handler.pipeline import DEFAULT_MODEL_DIR
+
+    d = _defaults(DetectorConfig)
+    g = parser.add_argument_group("inference (handler/)")
+    g.add_argument("--detector", choices=BACKENDS, default=d["backend"],
+                   help="ensemble: CenterFace and MTCNN merged (best recall); or one of them")
+    g.add_argument("--embedder", choices=embedder_choices(), default="auto",
+                   help="auto: arcface-r100, else mobilefacenet, else dlib (whichever model file is present); "
+                        "none: no identity (mode all only)")
+    g.add_argument("--model-dir", type=Path, default=None,
+                   help=f"model files (default: $FACE_BLUR_MODEL_DIR, else {DEFAULT_MODEL_DIR})")
+    g.add_argument("--device", choices=DEVICES, default="auto", help="onnxruntime execution device")
+    g.add_argument("--min-face", type=_number(int, 4), default=d["min_face"], help="smallest face, pixels")
+    g.add_argument("--max-side", type=_number(int, 64), default=d["max_side"],
+                   help="longer frames are downscaled to this for detection")
+    g.add_argument("--centerface-threshold", type=_number(float, 0.01, 0.99), default=d["centerface_threshold"],
+                   help="CenterFace score threshold")
+    g.add_argument("--mtcnn-thresholds", type=_thresholds, default=d["mtcnn_thresholds"], metavar="P,R,O",
+                   help="MTCNN stage thresholds")
+    g.add_argument("--no-enhance-dark", dest="enhance_dark", action="store_false",
+                   help="do not raise the contrast of dark frames before detection")
+
+
+def _pipeline_config(args: argparse.Namespace):
+    from handler.detector import DetectorConfig
+    from handler.pipeline import PipelineConfig
+
+    detector = DetectorConfig(backend=args.detector, min_face=args.min_face, max_side=args.max_side,
+                              mtcnn_thresholds=tuple(args.mtcnn_thresholds),
+                              centerface_threshold=args.centerface_threshold, enhance_dark=args.enhance_dark)
+    return PipelineConfig(model_dir=args.model_dir, detector=detector, embedder=args.embedder, device=args.device)
+
+
+def _add_video_options(parser: argparse.ArgumentParser) -> None:
+    from faceblur.video import CODECS, PRESETS, EncodeConfig
+
+    d = _defaults(EncodeConfig)
+    g = parser.add_argument_group("video output (faceblur/video.py)")
+    g.add_argument("--codec", choices=CODECS, default=d["codec"],
+                   help="auto: H.264 yuv420p for 8-bit input, HEVC 10-bit for deeper input, VP9 for .webm")
+    g.add_argument("--crf", type=_number(int, 0, 51), default=d["crf"],
+                   help="constant rate factor: lower is better quality and larger files")
+    g.add_argument("--preset", choices=PRESETS, default=d["preset"], help="x264/x265 speed preset")
+    g.add_argument("--keep-location", action="store_true",
+                   help="keep GPS location metadata (removed by default)")
+
+
+def _encode_config(args: argparse.Namespace):
+    from faceblur.video import EncodeConfig
+
+    return EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, keep_location=args.keep_location)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("general")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more log detail (-v: every stage and the traceback of an error; -vv: debug)")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help; help text that names its default already is left as is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action.default, bool) and action.nargs == 0
+        if "default:" in text or action.default is argparse.SUPPRESS or action.required or flag:
+            return text
+        return super()._get_help_string(action) or text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (``face-blur run: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = _HelpFormatter
+    parser = _Parser(
+        prog="face-blur", formatter_class=fmt,
+        description="Anonymise chosen faces in video: detect, follow each person, decide, blur.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", formatter_class=fmt, help="anonymise a video, a folder of frames or a photo",
+                         description="Detect faces in-process, decide per person, blur, and write a video with "
+                                     "the same timing, size and audio (or frames with the same names, or a photo).")
+    run.add_argument("input", type=Path, help="video (.mp4 .mov .mkv .webm), folder of frames, or photo (.jpg .png)")
+    run.add_argument("-o", "--output", type=Path, default=None,
+                     help="output path (default: <input stem>_anonymized<ext> beside the input)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    run.add_argument("--ref", action="append", type=Path, default=[], metavar="PHOTO_OR_FOLDER",
+                     help="reference person for modes unknown/known: a photo (the person is named by its stem) "
+                          "or a folder of photos of one person (named by the folder); repeatable (default: none)")
+    run.add_argument("--plan", type=Path, default=None, dest="plan_path",
+                     help="also write the plan (what was blurred and why) to this JSON file (default: not kept)")
+    run.add_argument("--workers", type=_number(int, 1, 64), default=2,
+                     help="analysis and blur threads (decoding and encoding run on their own threads)")
+    _add_plan_options(run)
+    _add_blur_options(run)
+    _add_inference_options(run)
+    _add_video_options(run)
+    _add_common(run)
+    run.set_defaults(func=_cmd_run)
+
+    render = sub.add_parser("render", formatter_class=fmt, help="re-render from a saved plan (no detection)",
+                            description="Blur what a plan (face-blur run --plan, possibly edited by hand) says, "
+                                        "without detecting again.")
+    render.add_argument("input", type=Path, help="the same video, frames folder or photo the plan was made for")
+    render.add_argument("--plan", type=Path, required=True, dest="plan_path", help="plan JSON")
+    render.add_argument("-o", "--output", type=Path, default=None,
+                        help="output path (default: <input stem>_anonymized<ext>)")
+    render.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    render.add_argument("--workers", type=_number(int, 1, 64), default=2, help="blur threads")
+    _add_blur_options(render)
+    _add_video_options(render)
+    _add_common(render)
+    render.set_defaults(func=_cmd_render)
+
+    serve = sub.add_parser("serve", help="start the inference server (127.0.0.1:8080 by default)",
+                           description="The inference server (handler/serve.py); its options follow: "
+                                       "face-blur serve --help.", add_help=False)
+    serve.add_argument("args", nargs=argparse.REMAINDER, help="options of handler.serve")
+    serve.set_defaults(func=_cmd_serve, verbose=0)
+
+    transform = sub.add_parser("transform", formatter_class=fmt,
+                               help="send every object under a prefix to an endpoint (Batch Transform stand-in)",
+                               description="What a SageMaker Batch Transform job does (SplitType None, one object "
+                                           "per request, <key>.out results), against any endpoint.")
+    transform.add_argument("--endpoint", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    transform.add_argument("--input", required=True, dest="input_uri", help="s3://bucket/frames/ or a folder")
+    transform.add_argument("--output", required=True, dest="output_uri", help="s3://bucket/results/ or a folder")
+    transform.add_argument("--concurrency", type=_number(int, 1, 256), default=4,
+                           help="requests in flight (MaxConcurrentTransforms)")
+    transform.add_argument("--content-type", default="application/x-image", help="request Content-Type")
+    transform.add_argument("--max-payload-mb", type=_number(int, 1, 100), default=6,
+                           help="larger objects are not sent and fail (MaxPayloadInMB)")
+    transform.add_argument("--max-retries", type=_number(int, 0, 10), default=3,
+                           help="retries of a 5xx/429/timeout/connection error (InvocationsMaxRetries)")
+    transform.add_argument("--timeout", type=_number(float, 1, 3600), default=600.0,
+                           help="seconds to wait for one answer (InvocationsTimeoutInSeconds)")
+    _add_common(transform)
+    transform.set_defaults(func=_cmd_transform)
+
+    from postprocess.__main__ import add_plan_arguments, add_render_arguments, add_run_arguments
+
+    post = sub.add_parser("postprocess", formatter_class=fmt,
+                          help="decide and blur from frames + per-frame results (local folders or s3://)",
+                          description="The post-processing stage (postprocess/, as python -m postprocess): "
+                                      "plan, blurred frames, face-blur-plan.json and face-blur-complete.json "
+                                      "under OUTPUT. Prints the run summary as JSON.")
+    post.add_argument("frames", help="folder or s3:// prefix of the frames (img0000001.png ...)")
+    post.add_argument("results", help="folder or s3:// prefix of the per-frame results (<frame>.out)")
+    post.add_argument("output", help="folder or s3:// prefix for the output; must not overlap an input")
+    post.add_argument("--references", default=None,
+                      help="folder or s3:// prefix of reference results <person>/<photo>.out (modes unknown/known)")
+    add_plan_arguments(post)
+    add_render_arguments(post)
+    add_run_arguments(post)
+    post.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    post.set_defaults(func=_cmd_postprocess)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+class UsageError(ValueError):
+    """Options that parse one by one but do not fit together (exit status 2)."""
+
+
+@contextlib.contextmanager
+def _usage() -> Iterator[None]:
+    """Config validation errors (ValueError naming the option) become usage errors."""
+    try:
+        yield
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from faceblur.local import LocalConfig, default_output, run
+
+    if args.mode in ("unknown", "known") and not args.ref:
+        raise UsageError(f"--mode {args.mode} needs at least one --ref photo or folder of the people to "
+                         f"{'keep' if args.mode == 'unknown' else 'blur'}")
+    with _usage():
+        config = LocalConfig(pipeline=_pipeline_config(args), plan=_plan_config(args), render=_render_config(args),
+                             encode=_encode_config(args), references=tuple(args.ref), workers=args.workers,
+                             progress=args.progress, overwrite=args.overwrite, plan_path=args.plan_path)
+    output = args.output or default_output(args.input)
+    summary = run(args.input, output, config)
+    for line in summary.lines():
+        log.info("%s", line)
+    return EXIT_OK
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from faceblur.local import default_output, render
+
+    output = args.output or default_output(args.input)
+    with _usage():
+        render_config, encode_config = _render_config(args), _encode_config(args)
+    summary = render(args.input, args.plan_path, output, render_config, encode_config,
+                     args.workers, args.progress, args.overwrite)
+    for line in summary.lines():
+        log.info("%s", line)
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from handler.serve import main as serve_main
+
+    return serve_main(list(args.args))
+
+
+def _cmd_transform(args: argparse.Namespace) -> int:
+    from faceblur.transform import TransformConfig, run_transform
+
+    with _usage():
+        config = TransformConfig(endpoint=args.endpoint, input_uri=args.input_uri, output_uri=args.output_uri,
+                                 concurrency=args.concurrency, content_type=args.content_type,
+                                 max_payload_mb=args.max_payload_mb, max_retries=args.max_retries,
+                                 timeout_s=args.timeout)
+    summary = run_transform(config, progress=args.progress)
+    log.info("transform: %d objects, %d retries, %.1f s", summary.objects, summary.retries, summary.seconds)
+    return EXIT_OK
+
+
+def _cmd_postprocess(args: argparse.Namespace) -> int:
+    import json
+
+    from postprocess.__main__ import run_config_from_args
+    from postprocess.run import run
+
+    with _usage():
+        config = run_config_from_args(args)
+    summary = run(args.frames, args.results, args.output, config, args.references)
+    print(json.dumps(summary.to_dict()))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def _one_line(exc: BaseException) -> str:
+    """The user-facing line for an error."""
+    name = type(exc).__name__
+    text = " ".join(str(exc).split()) or name
+    if name == "NoCredentialsError" or "Unable to locate credentials" in text:
+        return ("S3 credentials missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) "
+                f"({text})")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError") or "Could not connect to the endpoint" in text:
+        return f"S3 endpoint not reachable: {text}"
+    if isinstance(exc, (FileNotFoundError, FileExistsError, PermissionError)) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return text
+
+
+def _expected(exc: BaseException) -> bool:
+    """Errors a user can meet (one line, no traceback) as opposed to bugs (one line + 'run with -v')."""
+    if isinstance(exc, (OSError, ValueError, RuntimeError)):
+        return True
+    return type(exc).__module__.startswith(("botocore", "boto3", "av", "urllib3"))
+
+
+def _setup_logging(verbose: int) -> None:
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "_face_blur", False)]:
+        root.removeHandler(old)  # main() may run several times in one process, each with its own stderr
+    handler = logging.StreamHandler(sys.stderr)
+    handler._face_blur = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    root.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("faceblur").setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 failed, 2 usage, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # every option belongs to handler.serve (argparse cannot pass them on)
+        args = argparse.Namespace(command="serve", args=argv[1:], func=_cmd_serve)
+        return _dispatch(args, verbose=1 if {"-v", "--verbose"} & set(argv) else 0)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors: argparse has printed its message
+        return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
+    _setup_logging(args.verbose)
+    return _dispatch(args, args.verbose)
+
+
+def _dispatch(args: argparse.Namespace, verbose: int) -> int:
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("face-blur: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as exc:  # a subcommand's own argparse
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    except UsageError as exc:
+        print(f"face-blur {args.command}: error: {_one_line(exc)} (see face-blur {args.command} --help)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        if verbose:
+            log.error("traceback:", exc_info=exc)
+        hint = "" if _expected(exc) or verbose else " (a bug? run with -v for the traceback)"
+        print(f"face-blur: error: {_one_line(exc)}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

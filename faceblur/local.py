@@ -1,0 +1,466 @@
+"""The whole job on one machine (``face-blur run`` and ``face-blur render``).
+
+Input kinds: a video file (:data:`faceblur.video.VIDEO_SUFFIXES`), a folder of frames (numbered
+``.png``/``.jpg`` files, read as ``postprocess.reading.list_frames`` does) or one photo
+(``.jpg``/``.jpeg``/``.png``).
+
+``run``: models load once (``handler.pipeline.load_pipeline``); reference photos are checked first
+(a reference with no face or several faces stops the run before any video is decoded); pass 1
+decodes and analyses every frame, the results go to a temporary file (:class:`ResultStore`, so
+memory does not grow with the video); ``postprocess.plan.make_plan`` decides; pass 2 decodes again,
+blurs (``postprocess.blur.Blurrer``) and encodes (``faceblur.video.rewrite_video``). In both passes
+decoding runs on its own thread ahead of the ``workers`` analysis / blur threads, through bounded
+queues, so the slowest stage sets the pace. Frame numbers start at 1 (the numbering of
+``extract_frames`` and of the AWS path, so ``--pick`` and plans mean the same frames everywhere).
+
+``render``: pass 2 only, from a saved (possibly hand-edited) plan.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from array import array
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contract import FrameResult, dumps, loads
+from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
+
+log = logging.getLogger(__name__)
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
+REFERENCE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+MAX_IMAGE_BYTES = 1 << 30  # a local photo may be far over SageMaker's 6 MB request limit
+
+
+class InputError(RuntimeError):
+    """An input the command cannot use; the message names the file and what is wrong with it."""
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def input_kind(path: Path) -> str:
+    """``video``, ``frames`` or ``photo``; raises :class:`InputError` for anything else."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        return "frames"
+    suffix = path.suffix.lower()
+    if suffix in PHOTO_SUFFIXES:
+        return "photo"
+    if suffix in VIDEO_SUFFIXES:
+        return "video"
+    raise InputError(f"{path}: unsupported input type {suffix or '(no extension)'!r}; give a video "
+                     f"({', '.join(VIDEO_SUFFIXES)}), a photo ({', '.join(PHOTO_SUFFIXES)}) or a folder of frames")
+
+
+def default_output(path: Path) -> Path:
+    """``<stem>_anonymized<ext>`` beside the input (a folder: ``<name>_anonymized``)."""
+    if path.is_dir():
+        return path.with_name(path.name.rstrip("/") + "_anonymized")
+    return path.with_name(f"{path.stem}_anonymized{path.suffix}")
+
+
+def read_image(path: Path) -> tuple[bytes, np.ndarray]:
+    """The file's bytes and its upright RGB pixels, decoded exactly as the inference server does."""
+    from handler.decode import DecodeLimits, decode_image
+    from handler.errors import RequestError
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        return data, decode_image(data, "application/x-image", DecodeLimits(max_bytes=MAX_IMAGE_BYTES))
+    except RequestError as exc:
+        raise InputError(f"{path}: not a usable image ({exc})") from None
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+class ResultStore(Mapping[int, FrameResult]):
+    """Frame results kept in a temporary file, read back on access (``Mapping[int, FrameResult]``).
+
+    Memory holds three 8-byte integers per frame (8 MB for three hours at 30 fps); the results
+    themselves (the same ``face-blur/frame/v1`` bytes the server returns, about 1-3 KB a frame)
+    live on disk. ``add`` is thread-safe and may come in any order; the file is deleted on ``close``.
+    """
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self._file = tempfile.TemporaryFile(prefix="face-blur-results-", dir=directory)
+        self._lock = threading.Lock()
+        self._frames = array("q")
+        self._offsets = array("q")
+        self._sizes = array("q")
+        self._sorted = True
+        self.faces = 0
+
+    def add(self, frame: int, result: FrameResult) -> None:
+        body = dumps(result)
+        with self._lock:
+            self._file.seek(0, os.SEEK_END)
+            offset = self._file.tell()
+            self._file.write(body)
+            if self._frames and frame <= self._frames[-1]:
+                self._sorted = False
+            self._frames.append(int(frame))
+            self._offsets.append(offset)
+            self._sizes.append(len(body))
+            self.faces += len(result.faces)
+
+    def _sort(self) -> None:
+        if not self._sorted:
+            order = np.argsort(np.frombuffer(self._frames, np.int64), kind="stable")
+            for name in ("_frames", "_offsets", "_sizes"):
+                values = np.frombuffer(getattr(self, name), np.int64)[order]
+                setattr(self, name, array("q", values.tobytes()))
+            self._sorted = True
+
+    def __getitem__(self, frame: int) -> FrameResult:
+        with self._lock:
+            self._sort()
+            i = bisect.bisect_left(self._frames, frame)
+            if i == len(self._frames) or self._frames[i] != frame:
+                raise KeyError(frame)
+            self._file.seek(self._offsets[i])
+            body = self._file.read(self._sizes[i])
+        return loads(body, frame_index=frame)
+
+    def __iter__(self) -> Iterator[int]:
+        with self._lock:
+            self._sort()
+            frames = self._frames.tolist()
+        return iter(frames)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# ---------------------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Everything ``face-blur run`` needs; each stage's own config inside (README "face-blur run")."""
+
+    pipeline: Any = None  # handler.pipeline.PipelineConfig (None: its defaults)
+    plan: Any = None  # postprocess.config.PlanConfig
+    render: Any = None  # postprocess.blur.RenderConfig
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    references: tuple[Path, ...] = ()
+    workers: int = 2
+    progress: bool = True
+    overwrite: bool = False
+    plan_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.workers <= 64:
+            raise ValueError(f"workers must be 1..64, got {self.workers}")
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the closing summary (and tests)."""
+
+    kind: str
+    input: Path
+    output: Path
+    frames: int = 0
+    faces: int = 0
+    plan: dict[str, Any] = field(default_factory=dict)
+    detector: str = ""
+    embedder: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        total = sum(self.seconds.values())
+        p = self.plan
+        out = [f"{self.kind} {self.input} -> {self.output}",
+               f"frames {self.frames}, faces detected {self.faces}, sequences {p.get('sequences', 0)}: "
+               f"blurred {p.get('blurred', 0)}, kept {p.get('kept', 0)}, borderline {p.get('borderline', 0)} "
+               f"(blurred), dropped as false positives {p.get('dropped', 0)}; whole frames blurred "
+               f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
+        if self.detector or self.embedder:
+            out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")
+        stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
+        rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
+        out.append(f"time {total:.1f}s{rate}: {stages}")
+        return out
+
+
+def _bar(total: int | None, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, desc=desc, unit="frame", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, leave=True)
+
+
+# ---------------------------------------------------------------------------------------------- stages
+
+
+def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, FrameResult]]:
+    """``--ref`` paths -> {person: {photo name: result}}; a photo is one person named by its stem, a
+    folder one person (named by the folder) with several photos. Each photo must show one face."""
+    people: dict[str, dict[str, FrameResult]] = {}
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"reference {path}: no such file or folder")
+        if path.is_dir():
+            person = path.name
+            photos = sorted(p for p in path.iterdir() if p.suffix.lower() in REFERENCE_SUFFIXES)
+            if not photos:
+                raise InputError(f"reference folder {path} holds no photos ({', '.join(REFERENCE_SUFFIXES)})")
+        else:
+            person, photos = path.stem, [path]
+        for photo in photos:
+            _, image = read_image(photo)
+            result = pipeline.analyse(image, 0)
+            n = len(result.faces)
+            if n != 1:
+                found = "no face" if n == 0 else f"{n} faces"
+                raise InputError(f"reference photo {photo}: {found} found; it must show exactly one face "
+                                 f"(of {person!r})")
+            people.setdefault(person, {})[photo.name] = result
+    for person, photos in people.items():
+        log.info("reference %s: %d photo(s)", person, len(photos))
+    return people
+
+
+def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -> int:
+    """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame."""
+    from postprocess.storage import bounded_map
+
+    count = 0
+    for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), iter_frames(path),
+                                     workers, window=workers * 2):
+        store.add(frame.index, result)
+        count += 1
+        bar.update(1)
+    if count == 0:
+        raise VideoError(f"{path}: no frames decoded")
+    return count
+
+
+def _frame_refs(folder: Path):
+    from postprocess.reading import FrameListError, list_frames
+    from postprocess.storage import Store
+
+    try:
+        return list_frames(Store(), str(folder))
+    except FrameListError as exc:
+        raise InputError(f"{folder}: {exc}") from None
+
+
+def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar) -> None:
+    from postprocess.storage import bounded_map
+
+    def one(ref) -> FrameResult:
+        _, image = read_image(folder / ref.key)
+        return pipeline.analyse(image, ref.number)
+
+    for ref, result in bounded_map(one, refs, workers, window=workers * 2):
+        store.add(ref.number, result)
+        bar.update(1)
+
+
+def _blur_function(plan, blurrer) -> Callable[[int, np.ndarray], bool]:
+    def process(index: int, rgb: np.ndarray) -> bool:
+        if plan.is_full_frame(index):
+            blurrer.blur_whole(rgb)
+            return True
+        boxes = plan.boxes(index)
+        if len(boxes):
+            blurrer.blur_in_place(rgb, boxes)
+            return True
+        return False
+
+    return process
+
+
+@contextlib.contextmanager
+def _output_folder(path: Path, overwrite: bool) -> Iterator[Path]:
+    """A temporary folder beside ``path``, renamed to it on success (an old one replaced)."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _atomic_file(path: Path, data: bytes, overwrite: bool) -> None:
+    from faceblur.video import atomic_output
+
+    with atomic_output(path, overwrite) as tmp:
+        tmp.write_bytes(data)
+
+
+def render_input(kind: str, source: Path, output: Path, plan, render_config, encode: EncodeConfig,
+                 workers: int, progress: bool, overwrite: bool, total: int | None = None) -> int:
+    """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written."""
+    from postprocess.blur import Blurrer
+    from postprocess.render import RenderError, render_image
+    from postprocess.storage import bounded_map
+
+    blurrer = Blurrer(render_config)
+    if kind == "video":
+        info = probe(source)
+        _check_size(plan, info.width, info.height, source)
+        with _bar(total or info.estimated_frames, "blur+encode", progress) as bar:
+            done = rewrite_video(source, output, _blur_function(plan, blurrer), encode, workers,
+                                 progress=bar.update, overwrite=overwrite)
+        return done.frame_count
+    if kind == "photo":
+        data, image = read_image(source)
+        _check_size(plan, image.shape[1], image.shape[0], source)
+        if output.suffix.lower() != source.suffix.lower():
+            raise InputError(f"{output}: a photo is written in its own format ({source.suffix}); "
+                             "give an output name with that extension")
+        body = render_image(data, source.name, plan.boxes(1), plan.is_full_frame(1), blurrer)
+        _atomic_file(output, body, overwrite)
+        return 1
+    refs = _frame_refs(source)
+
+    def one(ref) -> bytes:
+        data = (source / ref.key).read_bytes()
+        try:
+            return render_image(data, ref.key, plan.boxes(ref.number), plan.is_full_frame(ref.number), blurrer,
+                                (plan.width, plan.height) if plan.width else None)
+        except RenderError as exc:
+            raise InputError(str(exc)) from None
+
+    with _output_folder(output, overwrite) as tmp, _bar(len(refs), "blur", progress) as bar:
+        for ref, body in bounded_map(one, refs, workers, window=workers * 2):
+            target = tmp / ref.key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(body)
+            bar.update(1)
+    return len(refs)
+
+
+def _check_size(plan, width: int, height: int, source: Path) -> None:
+    if plan.width and (plan.width, plan.height) != (width, height):
+        raise InputError(f"{source} is {width}x{height} but the plan was made for {plan.width}x{plan.height}")
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
+    """``face-blur run``: detect, decide, blur, write (see the module docstring)."""
+    from handler.pipeline import PipelineConfig, load_pipeline
+    from postprocess.blur import RenderConfig
+    from postprocess.config import PlanConfig
+    from postprocess.plan import make_plan
+
+    kind = input_kind(source)
+    plan_config = config.plan or PlanConfig()
+    render_config = config.render or RenderConfig()
+    if plan_config.mode in ("unknown", "known") and not config.references:
+        raise InputError(f"mode {plan_config.mode!r} needs at least one --ref photo or folder")
+    if output.exists() and not config.overwrite:
+        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
+    if output.resolve() == source.resolve():
+        raise InputError(f"{output}: the output would replace the input")
+    if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{output}: the output of a video must be {', '.join(VIDEO_SUFFIXES)}")
+    summary = RunSummary(kind, source, output)
+    clock = time.perf_counter()
+    info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
+
+    pipeline_config = config.pipeline or PipelineConfig()
+    pipeline = load_pipeline(pipeline_config)
+    summary.detector = pipeline.detector.name
+    summary.embedder = pipeline.embedder.name if pipeline.embedder else ""
+    note = ""
+    if summary.embedder.startswith("dlib") and pipeline_config.embedder == "auto":
+        note = (f" (no ArcFace/MobileFaceNet model file in {pipeline_config.resolved_model_dir()}: dlib is "
+                "slower and less accurate; see model/ to fetch one)")
+    log.info("detector %s, embedder %s%s", summary.detector, summary.embedder or "none", note)
+    references = load_references(pipeline, config.references) if config.references else None
+    summary.seconds["load"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    store = ResultStore()
+    try:
+        if kind == "video":
+            assert info is not None
+            with _bar(info.estimated_frames, "decode+detect", config.progress) as bar:
+                summary.frames = analyse_video(pipeline, source, store, config.workers, bar)
+        elif kind == "photo":
+            _, image = read_image(source)
+            store.add(1, pipeline.analyse(image, 1))
+            summary.frames = 1
+        else:
+            refs = _frame_refs(source)
+            with _bar(len(refs), "detect", config.progress) as bar:
+                analyse_frames(pipeline, source, refs, store, config.workers, bar)
+            summary.frames = len(refs)
+        summary.faces = store.faces
+        summary.seconds["detect"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        plan = make_plan(store, plan_config, references)
+    finally:
+        store.close()
+    summary.plan = plan.summary
+    if config.plan_path is not None:
+        _atomic_file(config.plan_path, plan.dumps(indent=1), overwrite=True)
+        log.info("plan written to %s", config.plan_path)
+    summary.seconds["plan"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
+                 config.overwrite, total=summary.frames)
+    summary.seconds["blur+write"] = time.perf_counter() - clock
+    return summary
+
+
+def render(source: Path, plan_path: Path, output: Path, render_config, encode: EncodeConfig | None = None,
+           workers: int = 2, progress: bool = True, overwrite: bool = False) -> RunSummary:
+    """``face-blur render``: re-render from a saved plan, without detecting again."""
+    from postprocess.plan import Plan
+
+    kind = input_kind(source)
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
+    try:
+        plan = Plan.loads(plan_path.read_bytes())
+    except FileNotFoundError:
+        raise InputError(f"{plan_path}: no such plan file") from None
+    summary = RunSummary(kind, source, output, plan=plan.summary, detector=plan.detector, embedder=plan.embedder)
+    clock = time.perf_counter()
+    summary.frames = render_input(kind, source, output, plan, render_config, encode or EncodeConfig(), workers,
+                                  progress, overwrite)
+    summary.faces = int(plan.summary.get("faces", 0))
+    summary.seconds["blur+write"] = time.perf_counter() - clock
+    return summary
