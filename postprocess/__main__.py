@@ -60,7 +60,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         option = "--" + f.name.replace("_", "-")
         if f.name in _CHOICES:
             group.add_argument(option, dest=f.name, choices=_CHOICES[f.name], default=default, help=text)
-        elif default is None:  # identity_threshold
+        elif default is None:  # identity_threshold, identity_margin: per-embedder defaults
             group.add_argument(option, dest=f.name, type=float, default=None, help=text)
         else:
             group.add_argument(option, dest=f.name, type=type(default), default=default, help=text)

@@ -1,0 +1,510 @@
+"""The plan: which boxes to blur in which frame, and why. Audit record and render input.
+
+:func:`make_plan` runs the decision steps over the per-frame results: shots (shots.py), sequences
+(tracking.py: link, then join), gap filling (interpolate.py), false positives (filtering.py),
+smoothing (smoothing.py), anti-flicker padding (interpolate.py), identity (identity.py).
+
+JSON layout (schema ``face-blur/plan/v1``)::
+
+    {"schema": "face-blur/plan/v1", "width": W, "height": H,
+     "detector": "centerface", "embedder": "mobilefacenet",
+     "options": {...PlanConfig fields, picks as "FRAME:X:Y"...},
+     "identity": {"threshold": 0.3, "margin": 0.05, "min_samples": 3,
+                  "references": {"alice": ["alice1.jpg", "alice2.jpg"]},      (photo names only)
+                  "picks": {"120:640:360": 7}},                               (select: pick -> sequence id)
+     "frames": [[first, last], ...],        all frame numbers of the video, as inclusive runs
+     "full_frames": [[first, last], ...],   frames blurred whole (no usable result)
+     "shots": [[first, last], ...],         shot i = frames first..last
+     "sequences": [{"id": 7, "shot": 0, "first": 120, "last": 260,
+                    "rows": "pppddddiiddd...ppp",   per frame: d detected, i interpolated, p padded
+                    "boxes": [[x1, y1, x2, y2], ...],  one per frame first..last (final blur boxes)
+                    "samples": 16, "scores": {"alice": 0.412}, "person": "alice",
+                    "threshold": 0.3, "margin": 0.05,
+                    "decision": "keep", "reason": "matches reference 'alice': ...",
+                    "borderline": false}, ...],
+     "summary": {"frames": ..., "sequences": ..., "blurred": ..., ...}}
+
+``decision`` is ``blur`` | ``keep`` | ``drop`` (a likely false positive, not blurred). The sequences
+(their ``decision`` and ``boxes``) and ``full_frames`` are authoritative: the per-frame boxes to blur
+are derived from them whenever a plan is made or loaded, so a reviewer can flip a decision (or move
+a box, or add a sequence with just id, shot, first, boxes and decision) and re-render with
+``face-blur render --plan``. ``summary`` is recomputed on load. The plan never contains embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from contract import FrameFaces, FrameResult
+from postprocess.config import Pick, PlanConfig
+from postprocess.filtering import is_false_positive
+from postprocess.identity import (
+    DEFAULT_THRESHOLDS,
+    Decision,
+    IdentityInputError,
+    PersonScore,
+    choose_samples,
+    decide,
+    quality_weights,
+    reference_embeddings,
+    resolve_margin,
+    resolve_threshold,
+    score_person,
+)
+from postprocess.interpolate import interpolate_gaps, pad_track
+from postprocess.shots import CutDetector, shot_ranges
+from postprocess.smoothing import smooth_track
+from postprocess.tracking import FaceLinker, FaceTrack, join_tracks
+
+logger = logging.getLogger(__name__)
+
+SCHEMA = "face-blur/plan/v1"
+DECISIONS = ("blur", "keep", "drop")
+_ROW_KIND = np.array(list("dip"))
+
+
+class PlanError(ValueError):
+    """A plan that does not follow ``face-blur/plan/v1``; the message names the field."""
+
+
+@dataclass
+class SequencePlan:
+    """One face sequence in the plan: final boxes for frames ``first``..``last`` and its decision."""
+
+    id: int
+    shot: int
+    first: int
+    boxes: np.ndarray
+    decision: str
+    reason: str = ""
+    borderline: bool = False
+    rows: str = ""
+    samples: int = 0
+    scores: dict[str, float] = field(default_factory=dict)
+    person: str | None = None
+    threshold: float | None = None
+    margin: float | None = None
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        if self.decision not in DECISIONS:
+            raise PlanError(f"sequence {self.id}: decision must be one of {', '.join(DECISIONS)}, "
+                            f"got {self.decision!r}")
+        if not len(self.boxes):
+            raise PlanError(f"sequence {self.id}: boxes must not be empty")
+        if not np.isfinite(self.boxes).all():
+            raise PlanError(f"sequence {self.id}: boxes must be finite numbers")
+        if self.rows and len(self.rows) != len(self.boxes):
+            raise PlanError(f"sequence {self.id}: rows has {len(self.rows)} letters for {len(self.boxes)} boxes")
+
+    @property
+    def last(self) -> int:
+        return self.first + len(self.boxes) - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "shot": self.shot, "first": self.first, "last": self.last, "rows": self.rows,
+            "boxes": np.round(self.boxes.astype(np.float64), 1).tolist(),
+            "samples": self.samples, "scores": {p: round(s, 4) for p, s in self.scores.items()},
+            "person": self.person, "threshold": self.threshold, "margin": self.margin,
+            "decision": self.decision, "reason": self.reason, "borderline": self.borderline,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> SequencePlan:
+        if not isinstance(d, dict):
+            raise PlanError(f"{where} must be an object")
+        for key in ("id", "shot", "first", "boxes", "decision"):
+            if key not in d:
+                raise PlanError(f"{where}.{key} is missing")
+        try:
+            boxes = np.asarray(d["boxes"], np.float64)
+        except (TypeError, ValueError):
+            raise PlanError(f"{where}.boxes must be a list of [x1, y1, x2, y2]") from None
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise PlanError(f"{where}.boxes must be a list of [x1, y1, x2, y2], got shape {boxes.shape}")
+        if "last" in d and d["last"] != d["first"] + len(boxes) - 1:
+            raise PlanError(f"{where}: first..last spans {d['last'] - d['first'] + 1} frames but boxes has "
+                            f"{len(boxes)} (one box per frame)")
+        scores = d.get("scores") or {}
+        if not isinstance(scores, dict):
+            raise PlanError(f"{where}.scores must be an object")
+        try:
+            return cls(id=int(d["id"]), shot=int(d["shot"]), first=int(d["first"]), boxes=boxes,
+                       decision=d["decision"], reason=str(d.get("reason", "")),
+                       borderline=bool(d.get("borderline", False)), rows=str(d.get("rows", "")),
+                       samples=int(d.get("samples", 0)), scores={str(k): float(v) for k, v in scores.items()},
+                       person=d.get("person"), threshold=d.get("threshold"), margin=d.get("margin"))
+        except PlanError as exc:
+            raise PlanError(f"{where}: {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise PlanError(f"{where}: {exc}") from None
+
+
+def _runs(values: np.ndarray) -> list[list[int]]:
+    """Sorted unique ints -> inclusive runs [[first, last], ...]."""
+    v = np.asarray(values, np.int64)
+    if not len(v):
+        return []
+    breaks = np.flatnonzero(np.diff(v) != 1)
+    starts = np.r_[v[0], v[breaks + 1]]
+    ends = np.r_[v[breaks], v[-1]]
+    return np.stack([starts, ends], axis=1).tolist()
+
+
+def _unruns(runs: Any, where: str) -> np.ndarray:
+    if not isinstance(runs, list):
+        raise PlanError(f"{where} must be a list of [first, last] runs")
+    parts = []
+    for run in runs:
+        if not isinstance(run, list) or len(run) != 2 or not all(isinstance(x, int) for x in run) or run[1] < run[0]:
+            raise PlanError(f"{where} must hold [first, last] integer runs with first <= last, got {run!r}")
+        parts.append(np.arange(run[0], run[1] + 1, dtype=np.int64))
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+
+class Plan:
+    """Boxes to blur per frame plus the record of how they were chosen (see the module docstring)."""
+
+    def __init__(self, width: int, height: int, frame_indices: Iterable[int], sequences: list[SequencePlan],
+                 full_frames: Iterable[int] = (), shots: np.ndarray | None = None, detector: str = "",
+                 embedder: str = "", options: dict[str, Any] | None = None,
+                 identity: dict[str, Any] | None = None) -> None:
+        self.width, self.height = int(width), int(height)
+        self.frame_indices = np.unique(np.asarray(list(frame_indices), np.int64))
+        self.full_frames = np.unique(np.asarray(list(full_frames), np.int64))
+        self.sequences = list(sequences)
+        self.shots = np.zeros((0, 2), np.int64) if shots is None else np.asarray(shots, np.int64).reshape(-1, 2)
+        self.detector, self.embedder = detector, embedder
+        self.options = dict(options or {})
+        self.identity = dict(identity or {})
+        self._index()
+
+    def _index(self) -> None:
+        """Per-frame boxes of every ``blur`` sequence, clamped to the frame, sorted by frame."""
+        blur = [s for s in self.sequences if s.decision == "blur"]
+        if blur:
+            frames = np.concatenate([s.first + np.arange(len(s.boxes)) for s in blur])
+            boxes = np.concatenate([s.boxes for s in blur]).astype(np.float32)
+        else:
+            frames, boxes = np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+        if self.width > 0 and self.height > 0:
+            boxes = np.clip(boxes, 0, np.array([self.width, self.height, self.width, self.height], np.float32))
+        lo = np.minimum(boxes[:, :2], boxes[:, 2:])
+        hi = np.maximum(boxes[:, :2], boxes[:, 2:])
+        boxes = np.concatenate([lo, hi], axis=1)
+        visible = (hi[:, 0] > lo[:, 0]) & (hi[:, 1] > lo[:, 1])
+        order = np.argsort(frames[visible], kind="stable")
+        self._frames = frames[visible][order]
+        self._boxes = boxes[visible][order]
+
+    def boxes(self, frame_index: int) -> np.ndarray:
+        """(k,4) float32 face boxes to blur in this frame (mask scale not applied)."""
+        lo, hi = np.searchsorted(self._frames, [frame_index, frame_index + 1])
+        return self._boxes[lo:hi].copy()
+
+    def is_full_frame(self, frame_index: int) -> bool:
+        """Blur the whole frame (it had no usable result)."""
+        i = np.searchsorted(self.full_frames, frame_index)
+        return bool(i < len(self.full_frames) and self.full_frames[i] == frame_index)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        decisions = [s.decision for s in self.sequences]
+        return {
+            "frames": int(len(self.frame_indices)),
+            "full_frames": int(len(self.full_frames)),
+            "frames_with_boxes": int(len(np.unique(self._frames))),
+            "boxes": int(len(self._frames)),
+            "faces": int(sum(s.rows.count("d") for s in self.sequences)),
+            "shots": int(len(self.shots)),
+            "sequences": len(self.sequences),
+            "blurred": decisions.count("blur"),
+            "kept": decisions.count("keep"),
+            "dropped": decisions.count("drop"),
+            "borderline": sum(bool(s.borderline) for s in self.sequences),
+            "mode": self.options.get("mode", ""),
+            "detector": self.detector,
+            "embedder": self.embedder,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA, "width": self.width, "height": self.height,
+            "detector": self.detector, "embedder": self.embedder,
+            "options": self.options, "identity": self.identity,
+            "frames": _runs(self.frame_indices), "full_frames": _runs(self.full_frames),
+            "shots": self.shots.tolist(),
+            "sequences": [s.to_dict() for s in self.sequences],
+            "summary": self.summary,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Plan:
+        """Read a plan (possibly edited by a person); per-frame boxes follow the sequences' decisions."""
+        if not isinstance(data, dict):
+            raise PlanError(f"plan must be a JSON object, got {type(data).__name__}")
+        if data.get("schema") != SCHEMA:
+            raise PlanError(f"unsupported plan schema {data.get('schema')!r}; this version reads {SCHEMA!r}")
+        for key in ("width", "height"):
+            if isinstance(data.get(key), bool) or not isinstance(data.get(key), int) or data[key] < 0:
+                raise PlanError(f"{key} must be a non-negative integer, got {data.get(key)!r}")
+        seqs = data.get("sequences", [])
+        if not isinstance(seqs, list):
+            raise PlanError("sequences must be a list")
+        sequences = [SequencePlan.from_dict(s, f"sequences[{i}]") for i, s in enumerate(seqs)]
+        shots = data.get("shots", [])
+        try:
+            shots_arr = np.asarray(shots, np.int64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise PlanError("shots must be a list of [first, last] runs") from None
+        return cls(data["width"], data["height"], _unruns(data.get("frames", []), "frames"), sequences,
+                   _unruns(data.get("full_frames", []), "full_frames"), shots_arr,
+                   str(data.get("detector", "")), str(data.get("embedder", "")),
+                   data.get("options") or {}, data.get("identity") or {})
+
+    def dumps(self, indent: int | None = None) -> bytes:
+        return json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()
+
+    @classmethod
+    def loads(cls, body: bytes | str) -> Plan:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise PlanError(f"plan is not JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+def dumps(plan: Plan, indent: int | None = None) -> bytes:
+    return plan.dumps(indent)
+
+
+def loads(body: bytes | str) -> Plan:
+    return Plan.loads(body)
+
+
+# ----------------------------------------------------------------------------------------------
+# make_plan
+
+
+@dataclass
+class _Scan:
+    """What one pass over the frame results gives: facts, shot per frame, joined sequences."""
+
+    width: int
+    height: int
+    detector: str
+    embedder: str
+    shots: np.ndarray
+    tracks: list[FaceTrack]
+
+
+def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameResult | None,
+          config: PlanConfig) -> _Scan:
+    """Read every frame result exactly once (a lazy mapping may parse it from disk on each access):
+    collect the video facts, detect cuts on the fly (settled ``CutDetector.half`` frames later, so
+    only that many frames' faces wait in memory) and link faces into sequences (without keeping
+    their embeddings), then join sequences split by missed detections."""
+    hint = first.embedder if first is not None else ""
+    threshold = config.identity_threshold if config.identity_threshold is not None else \
+        DEFAULT_THRESHOLDS.get(hint, 0.3)
+    linker = FaceLinker(max_cost=config.max_cost, max_gap=config.max_gap, iou_weight=config.iou_weight,
+                        distance_weight=config.distance_weight, embedding_weight=config.embedding_weight,
+                        embedding_scale=max(1.0 - threshold, 0.05), keep_embeddings=False)
+    cutter = CutDetector(config.cut_threshold, config.cut_spike_ratio)
+    sizes: set[tuple[int, int]] = set()
+    embedders: set[str] = set()
+    detectors: set[str] = set()
+    waiting: deque[tuple[int, FrameFaces]] = deque()
+    shots = np.zeros(len(frames), np.int64)
+    settled = shot = 0
+
+    def settle(cuts: list[bool]) -> None:
+        nonlocal settled, shot
+        for cut in cuts:
+            frame, faces = waiting.popleft()
+            if cut:
+                shot += 1
+                linker.new_shot(shot)
+            shots[settled] = shot
+            settled += 1
+            if len(faces):
+                linker.link(faces, frame_index=frame)
+
+    for k, frame in enumerate(frames.tolist()):
+        result = first if k == 0 and first is not None else results[frame]
+        sizes.add((result.width, result.height))
+        if result.embedder:
+            embedders.add(result.embedder)
+        if result.detector:
+            detectors.add(result.detector)
+        waiting.append((frame, result.faces))
+        settle(cutter.push(result.signature))
+    settle(cutter.flush())
+    if len(sizes) > 1:
+        raise ValueError(f"frame results disagree on the frame size: {sorted(sizes)}")
+    if len(embedders) > 1:
+        raise IdentityInputError(f"frame results come from several embedders: {', '.join(sorted(embedders))}; "
+                                 "their embeddings cannot be compared")
+    width, height = sizes.pop() if sizes else (0, 0)
+    tracks = join_tracks(linker.finish(), config.join_gap, config.max_cost, linker.cost, linker.end_embeddings)
+    return _Scan(width, height, ",".join(sorted(detectors)), embedders.pop() if embedders else "", shots, tracks)
+
+
+def _check_identity_inputs(config: PlanConfig, references: Mapping[str, Mapping[str, FrameResult]] | None,
+                           embedder: str, early: bool = False) -> None:
+    """Refuse identity modes that cannot work: before the pass over the results with the first
+    frame's embedder (``early``: an empty name may still change), and after it with the video's."""
+    mode = config.mode
+    if mode == "all":
+        return
+    if mode in ("unknown", "known") and not references:
+        raise IdentityInputError(f"mode {mode!r} needs reference photos of at least one person")
+    if early and not embedder:
+        return
+    if not embedder:
+        raise IdentityInputError(f"mode {mode!r} needs face embeddings, but the frame results have none "
+                                 "(embedder ''); run inference with an embedder or use mode 'all'")
+    resolve_threshold(embedder, config.identity_threshold)
+    if mode in ("unknown", "known"):
+        reference_embeddings(references or {}, embedder)
+
+
+def _shape(track: FaceTrack, config: PlanConfig, shot_bounds: np.ndarray) -> FaceTrack:
+    track = interpolate_gaps(track, config.interpolation)
+    track = smooth_track(track, config.smooth_window)
+    lowest, highest = shot_bounds[track.shot]
+    return pad_track(track, config.pad_frames, int(lowest), int(highest), config.pad_growth)
+
+
+def _samples(results: Mapping[int, FrameResult], track: FaceTrack,
+             config: PlanConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The sequence's sample embeddings, looked up in the frame results, and their quality weights."""
+    rows = choose_samples(track, config.max_samples)
+    found = []
+    for r in rows.tolist():
+        faces = results[int(track.frames[r])].faces
+        if faces.dim:
+            found.append((r, faces.embedding[track.face_index[r]]))
+    if not found:
+        return np.zeros((0, 0), np.float32), np.zeros(0)
+    rows = np.array([r for r, _ in found])
+    weights = quality_weights(track.xyxy[rows], track.confidence[rows], track.landmarks[rows])
+    return np.stack([e for _, e in found]), weights
+
+
+def _find_pick(pick: Pick, tracks: list[FaceTrack]) -> int:
+    """Index of the track whose box (a detection or interpolated row preferred) contains the pick."""
+    best, best_key = -1, (2, np.inf)
+    for i, t in enumerate(tracks):
+        if not t.first <= pick.frame <= t.last:
+            continue
+        row = pick.frame - t.first
+        x1, y1, x2, y2 = t.xyxy[row]
+        if x1 <= pick.x <= x2 and y1 <= pick.y <= y2:
+            key = (int(t.padded[row]), float((x2 - x1) * (y2 - y1)))
+            if key < best_key:
+                best, best_key = i, key
+    return best
+
+
+def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped: list[bool], config: PlanConfig,
+            people: dict[str, np.ndarray], threshold: float | None, margin: float,
+            ) -> tuple[dict[int, Decision], dict[int, dict[str, PersonScore]], dict[str, int]]:
+    """Decisions and identity scores per track id, and which sequence each pick chose."""
+    decisions: dict[int, Decision] = {}
+    scores: dict[int, dict[str, PersonScore]] = {}
+    picked: dict[str, int] = {}
+    people = dict(people)
+    for pick in config.picks:
+        i = _find_pick(pick, tracks)
+        if i < 0:
+            raise IdentityInputError(f"pick {pick} hits no face in frame {pick.frame}")
+        dropped[i] = False
+        t = tracks[i]
+        picked[str(pick)] = t.track_id
+        if t.track_id not in decisions:
+            people[f"pick {pick}"] = _samples(results, t, config)[0]
+            decisions[t.track_id] = Decision(config.pick_action, f"picked at {pick} ({config.pick_action})",
+                                             person=f"pick {pick}")
+    for t, drop in zip(tracks, dropped, strict=True):
+        if t.track_id in decisions:
+            continue
+        if drop:
+            best = float(t.confidence[t.detected].max()) if t.detected.any() else 0.0
+            decisions[t.track_id] = Decision("drop", f"likely false positive: {int(t.detected.sum())} detections "
+                                             f"< min_length {config.min_length} and best score {best:.2f} < "
+                                             f"short_keep_score {config.short_keep_score}")
+            continue
+        if people and threshold is not None:
+            samples, weights = _samples(results, t, config)
+            scores[t.track_id] = {p: score_person(p, samples, weights, refs, threshold + margin)
+                                  for p, refs in people.items() if len(refs)}
+        decisions[t.track_id] = decide(config.mode, scores.get(t.track_id, {}), threshold or 0.0, margin,
+                                       config.min_samples, config.pick_action)
+    return decisions, scores, picked
+
+
+def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
+              references: Mapping[str, Mapping[str, FrameResult]] | None = None,
+              missing: Iterable[int] = ()) -> Plan:
+    """Decide what to blur in every frame (see the module docstring).
+
+    ``results``: frame number -> that frame's result; ``references``: person -> {photo name: result of
+    that photo} (modes unknown and known); ``missing``: frames without a usable result, blurred whole.
+    Raises :class:`IdentityInputError` for unusable identity inputs, ``ValueError`` for mixed inputs.
+    """
+    frames = np.array(sorted(int(f) for f in results), np.int64)
+    full = np.unique(np.asarray([int(m) for m in missing], np.int64))
+    first = results[int(frames[0])] if len(frames) else None
+    _check_identity_inputs(config, references, first.embedder if first is not None else "", early=True)
+    # 1-2: shots and sequences, in one pass over the results
+    scan = _scan(results, frames, first, config)
+    embedder, threshold = scan.embedder, None
+    people: dict[str, np.ndarray] = {}
+    if config.mode != "all":
+        _check_identity_inputs(config, references, embedder)
+        threshold = resolve_threshold(embedder, config.identity_threshold)
+        if config.mode in ("unknown", "known"):
+            people = reference_embeddings(references or {}, embedder)
+    elif references:
+        logger.warning("reference photos are only used in modes unknown and known; mode is all")
+    bounds = shot_ranges(frames, scan.shots)
+    # 3-6: fill, filter, smooth, pad
+    shaped = [_shape(t, config, bounds) for t in scan.tracks]
+    dropped = [is_false_positive(t, config.min_length, config.short_keep_score) for t in scan.tracks]
+
+    # 7: identity
+    margin = resolve_margin(embedder, config.identity_margin)
+    decisions, scores, picked = _decide(results, shaped, dropped, config, people, threshold, margin)
+
+    # 8: the plan
+    width, height = scan.width, scan.height
+    size = np.array([width, height, width, height], np.float32)
+    sequences = []
+    for t in shaped:
+        d = decisions[t.track_id]
+        kinds = np.where(t.padded, 2, np.where(t.interpolated, 1, 0))
+        boxes = np.clip(t.xyxy, 0, size) if width and height else t.xyxy
+        sc = scores.get(t.track_id, {})
+        sequences.append(SequencePlan(
+            id=t.track_id, shot=t.shot, first=t.first, boxes=boxes, decision=d.decision, reason=d.reason,
+            borderline=d.borderline, rows="".join(_ROW_KIND[kinds]),
+            samples=max((s.samples for s in sc.values()), default=0),
+            scores={p: float(s.score) for p, s in sc.items() if np.isfinite(s.score)}, person=d.person,
+            threshold=threshold if sc else None, margin=margin if sc else None))
+    identity = {"threshold": threshold, "margin": margin, "min_samples": config.min_samples,
+                "references": {p: list(photos) for p, photos in (references or {}).items()}
+                if config.mode in ("unknown", "known") else {},
+                "picks": picked}
+    plan = Plan(width, height, np.union1d(frames, full), sequences, full, bounds, scan.detector, embedder,
+                config.to_dict(), identity)
+    logger.info("plan: %s", plan.summary)
+    return plan
