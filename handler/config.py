@@ -1,0 +1,274 @@
+"""Serving settings, read from the environment at start-up (never at import).
+
+Variable (default): meaning.
+
+- ``FACE_BLUR_BIND_HOST`` (``127.0.0.1``; the Dockerfile sets ``0.0.0.0``): listen address.
+- ``SAGEMAKER_BIND_TO_PORT`` (``8080``): listen port of /ping and /invocations.
+- ``FACE_BLUR_MODEL_DIR`` (``/opt/ml/model`` if it exists, else ``~/.cache/face-blur/models``).
+- ``FACE_BLUR_DETECTOR`` (``DetectorConfig().backend``): ``mtcnn``, ``centerface`` or ``ensemble``.
+- ``FACE_BLUR_MIN_FACE`` (``DetectorConfig().min_face``): smallest face searched for, pixels.
+- ``FACE_BLUR_DETECT_MAX_SIDE`` (``DetectorConfig().max_side``): longer frames are downscaled for detection.
+- ``FACE_BLUR_EMBEDDER`` (``auto``): ``auto``, ``none`` or a name from the model manifest
+  (``arcface-r100``, ``arcface-r100-int8``, ``mobilefacenet``, ``dlib``).
+- ``FACE_BLUR_DEVICE`` (``auto``: the GPU when onnxruntime has CUDA): ``auto``, ``cpu`` or ``gpu``.
+- ``FACE_BLUR_GPU_FALLBACK`` (``true``): ``gpu`` asked for but absent: run on the CPU (true) or
+  refuse to start (false).
+- ``FACE_BLUR_MAX_PIXELS`` (``36000000``): largest frame, width x height; larger gets 413.
+- ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (``6``, SageMaker's default): largest request body in MiB; larger gets 413.
+- ``SAGEMAKER_MODEL_SERVER_WORKERS`` (from memory and GPUs, see :func:`default_workers`).
+- ``SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS`` (``60``): longest one frame may take; then MMS restarts
+  the worker and the request fails.
+- ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (unset): the same in MINUTES. sagemaker-inference 1.10.1 writes
+  it to MMS's ``default_response_timeout``, which multi-model-server 1.1.11 multiplies by 60; the
+  toolkit's default of 60 is therefore an hour. The seconds variable wins when both are set.
+- ``SAGEMAKER_STARTUP_TIMEOUT`` (``600``): seconds the workers get to load their models.
+- ``SAGEMAKER_MODEL_SERVER_VMARGS`` (``-XX:+UseContainerSupport -XX:MaxRAMPercentage=25``): JVM options.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+
+from handler.detector import BACKENDS, DetectorConfig
+from handler.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
+
+log = logging.getLogger(__name__)
+
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+DEVICES = ("auto", "cpu", "gpu")
+DEFAULT_VMARGS = "-XX:+UseContainerSupport -XX:MaxRAMPercentage=25"
+RUN_DIR_ENV = "FACE_BLUR_RUN_DIR"  # set by handler.serve for its workers: they report ready/failed there
+
+# Memory per worker process (README: "Serving limits"), measured through the real server on this
+# machine with the ensemble detector and MobileFaceNet: 223 MiB RSS after load and warm-up, 750-820
+# MiB after 18 1080p and 9 4K frames; one process that analysed 9 1080p then 9 4K frames reached
+# 2.8 GiB. onnxruntime's CPU memory arena grows with every new input shape MTCNN's stages see (with
+# the arena off, the same run stays at about 350 MiB). 2 GiB per worker covers the measured cases.
+WORKER_BASE_BYTES = 2048 * 2**20
+# onnxruntime holds about this multiple of an embedder's file size once it has run.
+MODEL_FILE_FACTOR = 1.5
+# Kept free for the JVM front-end (about 130 MiB), the supervisor (about 60 MiB) and the page cache.
+RESERVED_BYTES = 1024 * 2**20
+
+
+def embedder_choices() -> tuple[str, ...]:
+    """``none`` plus every name ``create_embedder`` accepts (from the model manifest)."""
+    from handler.embedder import embedder_names
+
+    return ("none", *embedder_names())
+
+
+class ConfigError(ValueError):
+    """A setting has a value outside its range; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        upper = f" and {high}" if high is not None else ""
+        raise ConfigError(f"{name} must be at least {low}{upper}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
+def default_model_dir(env: Mapping[str, str]) -> Path:
+    if env.get("FACE_BLUR_MODEL_DIR"):
+        return Path(env["FACE_BLUR_MODEL_DIR"]).expanduser()
+    base = env.get("SAGEMAKER_BASE_DIR")
+    sagemaker = Path(base) / "model" if base else SAGEMAKER_MODEL_DIR
+    return sagemaker if sagemaker.is_dir() else DEFAULT_MODEL_DIR
+
+
+def _timeout_seconds(env: Mapping[str, str]) -> int:
+    if env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "").strip():
+        return _int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", 60, 1)
+    if env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", "").strip():
+        return 60 * _int(env, "SAGEMAKER_MODEL_SERVER_TIMEOUT", 1, 1)
+    return 60
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Everything the server and its workers need; see the module docstring for the variables."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model_dir: Path = DEFAULT_MODEL_DIR
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    embedder: str = "auto"
+    device: str = "auto"
+    gpu_fallback: bool = True
+    max_pixels: int = 36_000_000
+    max_payload_mb: int = 6
+    workers: int | None = None  # None: default_workers() at start-up
+    response_timeout_s: int = 60
+    startup_timeout_s: int = 600
+    vmargs: str = DEFAULT_VMARGS
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0-65535, got {self.port}")
+        if self.embedder not in embedder_choices():
+            raise ConfigError(f"embedder must be one of {', '.join(embedder_choices())}, got {self.embedder!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.max_pixels < 1 or self.max_payload_mb < 1:
+            raise ConfigError("max_pixels and max_payload_mb must be positive")
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        if self.response_timeout_s < 1 or self.startup_timeout_s < 1:
+            raise ConfigError("timeouts must be at least 1 second")
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServingConfig:
+        env = os.environ if env is None else env
+        base = DetectorConfig()
+        try:
+            detector = replace(
+                base,
+                backend=_choice(env, "FACE_BLUR_DETECTOR", base.backend, BACKENDS),
+                min_face=_int(env, "FACE_BLUR_MIN_FACE", base.min_face, 4),
+                max_side=_int(env, "FACE_BLUR_DETECT_MAX_SIDE", base.max_side, 64),
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        workers = env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "").strip()
+        return cls(
+            host=env.get("FACE_BLUR_BIND_HOST", "").strip() or cls.host,
+            port=_int(env, "SAGEMAKER_BIND_TO_PORT", cls.port, 0, 65535),
+            model_dir=default_model_dir(env),
+            detector=detector,
+            embedder=_choice(env, "FACE_BLUR_EMBEDDER", cls.embedder, embedder_choices()),
+            device=_choice(env, "FACE_BLUR_DEVICE", cls.device, DEVICES),
+            gpu_fallback=_bool(env, "FACE_BLUR_GPU_FALLBACK", cls.gpu_fallback),
+            max_pixels=_int(env, "FACE_BLUR_MAX_PIXELS", cls.max_pixels, 1),
+            max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", cls.max_payload_mb, 1),
+            workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, 1) if workers else None,
+            response_timeout_s=_timeout_seconds(env),
+            startup_timeout_s=_int(env, "SAGEMAKER_STARTUP_TIMEOUT", cls.startup_timeout_s, 1),
+            vmargs=env.get("SAGEMAKER_MODEL_SERVER_VMARGS", "").strip() or cls.vmargs,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The variables that make :meth:`from_env` give this config back (for worker processes)."""
+        env = {
+            "FACE_BLUR_BIND_HOST": self.host,
+            "SAGEMAKER_BIND_TO_PORT": str(self.port),
+            "FACE_BLUR_MODEL_DIR": str(self.model_dir),
+            "FACE_BLUR_DETECTOR": self.detector.backend,
+            "FACE_BLUR_MIN_FACE": str(self.detector.min_face),
+            "FACE_BLUR_DETECT_MAX_SIDE": str(self.detector.max_side),
+            "FACE_BLUR_EMBEDDER": self.embedder,
+            "FACE_BLUR_DEVICE": self.device,
+            "FACE_BLUR_GPU_FALLBACK": "true" if self.gpu_fallback else "false",
+            "FACE_BLUR_MAX_PIXELS": str(self.max_pixels),
+            "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(self.max_payload_mb),
+            "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": str(self.response_timeout_s),
+            "SAGEMAKER_STARTUP_TIMEOUT": str(self.startup_timeout_s),
+            "SAGEMAKER_MODEL_SERVER_VMARGS": self.vmargs,
+        }
+        if self.workers is not None:
+            env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(self.workers)
+        return env
+
+    def pipeline_config(self, model_dir: Path | None = None) -> PipelineConfig:
+        return PipelineConfig(
+            model_dir=Path(model_dir) if model_dir is not None else self.model_dir,
+            detector=self.detector,
+            embedder=self.embedder,
+            device=self.device,
+            gpu_fallback=self.gpu_fallback,
+        )
+
+
+# --- the machine: memory, CPUs, GPUs ---------------------------------------------------------------
+
+def memory_bytes() -> int:
+    """Memory this container may use: the cgroup limit where there is one, else the machine's."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit():
+            total = min(total, int(raw))
+    return total
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def gpu_count(device: str) -> int:
+    """GPUs the workers will use: 0 for ``cpu``, or when onnxruntime-gpu is not installed; else
+    the count ``nvidia-smi -L`` lists (at least 1). Checked without importing onnxruntime."""
+    if device == "cpu":
+        return 0
+    try:
+        metadata.distribution("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        return 0
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def worker_bytes(model_dir: Path) -> int:
+    """Estimated RSS of one worker: the measured base plus the embedder files found in the model dir
+    (the largest one, as only one embedder loads)."""
+    sizes = [p.stat().st_size for pattern in ("*.onnx", "dlib/*.dat") for p in Path(model_dir).glob(pattern)
+             if p.is_file() and not p.name.startswith(("centerface",))]
+    return WORKER_BASE_BYTES + int(MODEL_FILE_FACTOR * max(sizes, default=0))
+
+
+def default_workers(cpus: int, memory: int, gpus: int, per_worker: int,
+                    reserved: int = RESERVED_BYTES) -> int:
+    """One worker per GPU (each holds its own CUDA context); on CPU one per core, as many as fit
+    in memory after ``reserved``; at least 1."""
+    if gpus > 0:
+        return gpus
+    fit = (memory - reserved) // max(per_worker, 1)
+    return int(max(1, min(cpus, fit)))
