@@ -4,13 +4,16 @@
 # results out.
 
 locals {
+  # SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS, not SAGEMAKER_MODEL_SERVER_TIMEOUT: the toolkit passes the
+  # latter to multi-model-server, which reads it in minutes. Workers: 0 leaves the container's rule
+  # (one per GPU; on CPU as many as memory allows) in charge.
   inference_environment = merge(
     {
-      SAGEMAKER_MODEL_SERVER_WORKERS = tostring(var.inference_model_server_workers)
-      SAGEMAKER_MODEL_SERVER_TIMEOUT = tostring(var.inference_model_server_timeout)
-      FACE_BLUR_DEVICE               = var.inference_device
-      FACE_BLUR_GPU_FALLBACK         = var.inference_gpu_fallback ? "true" : "false"
+      SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS = tostring(var.inference_model_server_timeout)
+      FACE_BLUR_DEVICE                       = var.inference_device
+      FACE_BLUR_GPU_FALLBACK                 = var.inference_gpu_fallback ? "true" : "false"
     },
+    var.inference_model_server_workers == 0 ? {} : { SAGEMAKER_MODEL_SERVER_WORKERS = tostring(var.inference_model_server_workers) },
     var.inference_detector == "" ? {} : { FACE_BLUR_DETECTOR = var.inference_detector },
     var.inference_embedder == "" ? {} : { FACE_BLUR_EMBEDDER = var.inference_embedder },
   )

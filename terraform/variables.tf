@@ -190,18 +190,18 @@ variable "transform_max_payload_mb" {
 }
 
 variable "inference_model_server_workers" {
-  description = "SAGEMAKER_MODEL_SERVER_WORKERS: model server worker processes per instance (each loads the models once)."
+  description = "SAGEMAKER_MODEL_SERVER_WORKERS: model server worker processes per instance (each loads the models once); 0 = the container's rule (one per GPU, else as many as memory allows)."
   type        = number
-  default     = 2
+  default     = 0
 
   validation {
-    condition     = var.inference_model_server_workers >= 1 && var.inference_model_server_workers <= 64 && floor(var.inference_model_server_workers) == var.inference_model_server_workers
-    error_message = "inference_model_server_workers must be a whole number from 1 to 64."
+    condition     = var.inference_model_server_workers >= 0 && var.inference_model_server_workers <= 64 && floor(var.inference_model_server_workers) == var.inference_model_server_workers
+    error_message = "inference_model_server_workers must be a whole number from 0 (automatic) to 64."
   }
 }
 
 variable "inference_model_server_timeout" {
-  description = "SAGEMAKER_MODEL_SERVER_TIMEOUT: seconds one request may take in the model server."
+  description = "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS: seconds one request (and one worker's model load) may take in the model server."
   type        = number
   default     = 120
 

@@ -345,9 +345,11 @@ def test_images_come_from_the_repositories_created_here(tf):
     assert model["enable_network_isolation"] is True
     env = tf.locals["inference_environment"]
     text = json.dumps(env)
-    for name in ("SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_TIMEOUT", "FACE_BLUR_DEVICE",
+    for name in ("SAGEMAKER_MODEL_SERVER_WORKERS", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS", "FACE_BLUR_DEVICE",
                  "FACE_BLUR_GPU_FALLBACK", "FACE_BLUR_DETECTOR", "FACE_BLUR_EMBEDDER"):
         assert name in text, f"the SageMaker model does not set {name}"
+    # the toolkit hands SAGEMAKER_MODEL_SERVER_TIMEOUT to multi-model-server, which reads minutes
+    assert '"SAGEMAKER_MODEL_SERVER_TIMEOUT"' not in text
 
 
 # ---------------------------------------------------------------- evaluation with the real provider
