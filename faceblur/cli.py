@@ -165,7 +165,8 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     d = _defaults(DetectorConfig)
     g = parser.add_argument_group("inference (handler/)")
     g.add_argument("--detector", choices=BACKENDS, default=d["backend"],
-                   help="ensemble: CenterFace and MTCNN merged (best recall); or one of them")
+                   help="centerface: best measured recall (README: Detection); mtcnn; ensemble: both merged, "
+                        "a superset of each at about 3x the time")
     g.add_argument("--embedder", choices=embedder_choices(), default="auto",
                    help="auto: arcface-r100, else mobilefacenet, else dlib (whichever model file is present); "
                         "none: no identity (mode all only)")

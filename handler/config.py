@@ -46,11 +46,11 @@ DEVICES = ("auto", "cpu", "gpu")
 DEFAULT_VMARGS = "-XX:+UseContainerSupport -XX:MaxRAMPercentage=25"
 RUN_DIR_ENV = "FACE_BLUR_RUN_DIR"  # set by handler.serve for its workers: they report ready/failed there
 
-# Memory per worker process (README: "Serving limits"), measured through the real server on this
-# machine with the ensemble detector and MobileFaceNet: 223 MiB RSS after load and warm-up, 750-820
-# MiB after 18 1080p and 9 4K frames; one process that analysed 9 1080p then 9 4K frames reached
-# 2.8 GiB. onnxruntime's CPU memory arena grows with every new input shape MTCNN's stages see (with
-# the arena off, the same run stays at about 350 MiB). 2 GiB per worker covers the measured cases.
+# Memory per worker process (README: "Serving limits"). Measured through the real server with the
+# ensemble detector and MobileFaceNet: 223 MiB RSS after load and warm-up, 750-820 MiB after 18 1080p
+# and 9 4K frames. In one process (CenterFace, the default, + MobileFaceNet) 9 1080p, 9 4K and 5 720p
+# frames peaked at 0.9 GiB; the ensemble at 1.3 GiB (MTCNN runs without onnxruntime's memory arena,
+# which grew with every pyramid shape to 2.8 GiB before). 2 GiB per worker covers both.
 WORKER_BASE_BYTES = 2048 * 2**20
 # onnxruntime holds about this multiple of an embedder's file size once it has run.
 MODEL_FILE_FACTOR = 1.5

@@ -196,7 +196,7 @@ def centerface_path(model_dir: Path | None) -> Path:
 def _mtcnn(config: DetectorConfig, model_dir: Path | None, providers: list[str]) -> Backend:
     from handler.mtcnn import MtcnnDetector, MtcnnOptions
 
-    sessions = [open_session(path, providers) for path in mtcnn_paths(model_dir)]
+    sessions = [open_session(path, providers, memory_arena=False) for path in mtcnn_paths(model_dir)]
     return MtcnnDetector(*sessions, options=MtcnnOptions(thresholds=tuple(config.mtcnn_thresholds)))
 
 

@@ -40,8 +40,11 @@ def select_providers(device: str = "auto", gpu_fallback: bool = True) -> list[st
     return [CPU_PROVIDER]
 
 
-def open_session(path: str | Path, providers: list[str], threads: int = 0):
-    """An ``InferenceSession`` for ``path``; a missing or corrupt file raises ModelLoadError naming it."""
+def open_session(path: str | Path, providers: list[str], threads: int = 0, memory_arena: bool = True):
+    """An ``InferenceSession`` for ``path``; a missing or corrupt file raises ModelLoadError naming it.
+
+    ``memory_arena=False`` for networks fed many input shapes (MTCNN's image pyramid): onnxruntime's
+    CPU arena keeps a block per shape and grew one worker past 1 GiB; without it, about 350 MiB."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -51,6 +54,7 @@ def open_session(path: str | Path, providers: list[str], threads: int = 0):
     opts.log_severity_level = 3  # converters leave harmless warnings by the hundred
     if threads:
         opts.intra_op_num_threads = threads
+    opts.enable_cpu_mem_arena = memory_arena
     try:
         session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types

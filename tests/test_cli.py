@@ -240,7 +240,7 @@ def test_help_lists_every_option_with_its_default(capsys):
     assert main(["run", "--help"]) == 0
     text = capsys.readouterr().out
     for expected in ("--mode {all,unknown,known,select}", "(default: all)", "--mask-scale", "(default: 1.3)",
-                     "--crf", "(default: 18)", "--workers", "(default: 2)", "--detector", "(default: ensemble)",
+                     "--crf", "(default: 18)", "--workers", "(default: 2)", "--detector", "(default: centerface)",
                      "--embedder", "(default: auto)", "--style", "(default: blur)"):
         assert expected in text
     assert main(["--version"]) == 0
