@@ -137,6 +137,7 @@ def render_image(data: bytes, name: str, boxes: np.ndarray, full: bool, blurrer:
             else:
                 opened.load()
                 image = opened
+            icc = opened.info.get("icc_profile")  # colours of wide-gamut (Display P3) photos; EXIF/GPS is dropped
     except RenderError:
         raise
     except Exception as exc:  # Pillow raises several types for corrupt data
@@ -158,10 +159,11 @@ def render_image(data: bytes, name: str, boxes: np.ndarray, full: bool, blurrer:
         out.putalpha(alpha)
     buf = io.BytesIO()
     config = blurrer.config
+    extra = {"icc_profile": icc} if icc else {}
     if fmt == "JPEG":
-        out.save(buf, "JPEG", quality=config.jpeg_quality)
+        out.save(buf, "JPEG", quality=config.jpeg_quality, **extra)
     else:
-        out.save(buf, "PNG", compress_level=config.png_compress_level)
+        out.save(buf, "PNG", compress_level=config.png_compress_level, **extra)
     return buf.getvalue()
 
 

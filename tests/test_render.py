@@ -93,6 +93,21 @@ def test_alpha_and_greyscale_survive(face_frame):
     assert out.mode == "L"
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_colour_profile_is_kept_and_exif_gps_is_dropped(face_frame, fmt):
+    """A wide-gamut phone photo keeps its ICC profile (its colours), but not its EXIF (GPS)."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB")).tobytes()
+    exif = Image.Exif()
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 0.0)}  # GPSInfo
+    buf = io.BytesIO()
+    Image.fromarray(face_frame).save(buf, fmt, icc_profile=icc, exif=exif.tobytes())
+    out = _decode(render_image(buf.getvalue(), "p." + fmt.lower(), np.array([FACE]), False, Blurrer(), (160, 120)))
+    assert out.info.get("icc_profile") == icc
+    assert 0x8825 not in out.getexif()
+
+
 def test_exif_rotated_jpeg_is_blurred_upright(face_frame):
     """A JPEG stored sideways with an orientation tag: the results (and boxes) are for the upright
     image, so the output is written upright."""
