@@ -21,13 +21,14 @@ import numpy as np
 from PIL import Image
 
 from contract import FrameFaces
-from handler.boxes import clip_boxes
+from handler.boxes import area, clip_boxes, iomin_matrix, nms
 from handler.enhance import DarkEnhancer
 from handler.runtime import ModelLoadError, open_session
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("mtcnn", "centerface", "ensemble")
+COARSE_SIDE = 640  # second CenterFace pass for close-ups (FrameDetector)
 MTCNN_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
 CENTERFACE_FILE = "centerface.onnx"
 
@@ -113,19 +114,27 @@ class FrameDetector:
     enlarged, and a large ``min_face`` saves time), but never beyond ``max_side`` pixels on the
     longer side: ``max_side`` caps the cost, and faces under ``min_face * scale`` may be lost where
     it binds. Dark frames are brightened first (``enhancer``). ``name`` is the backend's.
+
+    ``coarse_side`` (single-scale backends such as CenterFace): a second pass with the longer side at
+    this many pixels finds close-ups too large for the fine pass (a 500 px face enlarged to 750 px
+    came back as a box over half of it). Both passes are merged: duplicates by IoU, and a box lying
+    mostly inside a larger one (a fragment of a close-up) gives way to the larger box. 0: off.
     """
 
     def __init__(self, backend: Backend, min_face: float = 16, max_side: int = 1280,
-                 enhancer: DarkEnhancer | None = None) -> None:
+                 enhancer: DarkEnhancer | None = None, coarse_side: int = 0) -> None:
         if min_face <= 0:
             raise ValueError(f"min_face must be positive, got {min_face}")
         if max_side < 64:
             raise ValueError(f"max_side must be at least 64 pixels, got {max_side}")
+        if coarse_side and coarse_side < 64:
+            raise ValueError(f"coarse_side must be 0 (off) or at least 64 pixels, got {coarse_side}")
         self.backend = backend
         self.name = backend.name
         self.min_face = float(min_face)
         self.max_side = int(max_side)
         self.enhancer = enhancer
+        self.coarse_side = int(coarse_side)
 
     def detection_scale(self, height: int, width: int) -> float:
         """Factor from frame pixels to the pixels the backend sees."""
@@ -135,6 +144,14 @@ class FrameDetector:
         image = check_image(image)
         height, width = image.shape[:2]
         scale = self.detection_scale(height, width)
+        faces = self._detect_at(image, scale, max(self.min_face * scale, self.backend.native_min_face))
+        coarse = self.coarse_side / max(height, width)
+        if self.coarse_side and coarse * 1.5 < scale:
+            faces = merge_scales(faces, self._detect_at(image, coarse, self.backend.native_min_face))
+        return faces
+
+    def _detect_at(self, image: np.ndarray, scale: float, min_face: float) -> FrameFaces:
+        height, width = image.shape[:2]
         work = image
         fx = fy = 1.0
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -146,7 +163,6 @@ class FrameDetector:
             if brighter is not None:
                 log.debug("dark frame: detecting on a brightened copy")
                 work = brighter
-        min_face = max(self.min_face * scale, self.backend.native_min_face)
         faces = self.backend.detect_at(work, min_face)
         if not len(faces):
             return FrameFaces.empty()
@@ -154,6 +170,21 @@ class FrameDetector:
         boxes = clip_boxes(faces.xyxy * np.tile(factor, 2), width, height)
         return FrameFaces(xyxy=boxes, confidence=faces.confidence, landmarks=faces.landmarks * factor,
                           embedding=np.zeros((len(boxes), 0), np.float32))
+
+
+def merge_scales(fine: FrameFaces, coarse: FrameFaces, iou: float = 0.4, inside: float = 0.6) -> FrameFaces:
+    """One face set from two passes of one backend: duplicates (IoU >= ``iou``) keep the better
+    score; then a box with ``inside`` of its area within a box at least twice as large is dropped
+    (the larger one covers the whole face, and its landmarks see all of it)."""
+    both = FrameFaces.concat([fine, coarse])
+    if len(both) < 2:
+        return both
+    both = both[nms(both.xyxy, both.confidence, iou)]
+    sizes = area(both.xyxy)
+    overlap = iomin_matrix(both.xyxy, both.xyxy)
+    bigger = sizes[None, :] >= 2 * sizes[:, None]  # [i, j]: j at least twice i's area
+    fragment = ((overlap >= inside) & bigger).any(axis=1)
+    return both[~fragment]
 
 
 # -- model files -------------------------------------------------------------------------------------
@@ -216,9 +247,11 @@ def create_detector(config: DetectorConfig, model_dir: Path | None, providers: l
         from handler.ensemble import EnsembleDetector
 
         return EnsembleDetector([
-            FrameDetector(_centerface(config, model_dir, providers), config.min_face, config.max_side, enhancer),
+            FrameDetector(_centerface(config, model_dir, providers), config.min_face, config.max_side, enhancer,
+                          COARSE_SIDE),
             FrameDetector(_mtcnn(config, model_dir, providers), config.min_face, config.max_side, enhancer),
         ])
     backend = _mtcnn(config, model_dir, providers) if config.backend == "mtcnn" else _centerface(
         config, model_dir, providers)
-    return FrameDetector(backend, config.min_face, config.max_side, enhancer)
+    coarse = COARSE_SIDE if config.backend == "centerface" else 0  # MTCNN's pyramid covers every size
+    return FrameDetector(backend, config.min_face, config.max_side, enhancer, coarse)

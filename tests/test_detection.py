@@ -205,6 +205,41 @@ def test_small_frames_are_enlarged_for_small_faces(detectors):
     assert recorder.shapes[1][:2] == (112, 200)  # enlarged no further than max_side
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("photo, side", [("biden2.jpg", 1200), ("obama.jpg", 700), ("rose_leslie2.jpg", 640)])
+def test_a_close_up_is_covered_whole_not_as_a_fragment(backend, detectors, faces_dir, photo, side):
+    """A face filling a third of the frame or more (an interview close-up) comes back as one box
+    around the whole face: its eyes and mouth corners, found on a small copy, lie inside it.
+    (CenterFace alone, run on the frame enlarged for small faces, returned a box over half of it.)"""
+    image = resize_long(load_rgb(faces_dir / photo), side)
+    small = resize_long(image, 320)
+    reference = detectors["mtcnn"].detect(small)
+    assert len(reference) == 1
+    marks = reference.landmarks[0] * (image.shape[1] / small.shape[1])
+    faces = detectors[backend].detect(image)
+    inside = [((b[0] <= marks[:, 0]) & (marks[:, 0] <= b[2]) & (b[1] <= marks[:, 1]) & (marks[:, 1] <= b[3])).all()
+              for b in faces.xyxy]
+    assert any(inside), f"{backend}: no box holds the whole face: {faces.xyxy.round()}"
+    width = faces.xyxy[:, 2] - faces.xyxy[:, 0]
+    assert (width < 0.5 * width.max()).sum() == 0 or len(faces) == 1, f"{backend}: fragments {faces.xyxy.round()}"
+
+
+def test_merging_scales_drops_fragments_and_duplicates_only():
+    from handler.detector import merge_scales
+
+    def faces(boxes, scores):
+        n = len(boxes)
+        return FrameFaces(np.array(boxes, np.float32), np.array(scores, np.float32), np.zeros((n, 5, 2)),
+                          np.zeros((n, 0)))
+
+    fine = faces([[100, 50, 160, 130], [400, 40, 460, 120], [10, 10, 30, 35]], [0.9, 0.8, 0.6])
+    coarse = faces([[60, 20, 230, 240], [402, 42, 461, 121]], [0.85, 0.7])
+    merged = merge_scales(fine, coarse)
+    kept = sorted(map(tuple, merged.xyxy.round().astype(int).tolist()))
+    # the fragment inside the close-up goes, the duplicate keeps its better score, the small face stays
+    assert kept == [(10, 10, 30, 35), (60, 20, 230, 240), (400, 40, 460, 120)]
+
+
 # -- model files and results -------------------------------------------------------------------------
 
 def _mtcnn_dir(root: Path, drop: str | None = None, corrupt: str | None = None) -> Path:
