@@ -455,7 +455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors: argparse has printed its message
         return int(exc.code or 0) if isinstance(exc.code, int) else EXIT_USAGE
     _setup_logging(args.verbose)
-    return _dispatch(args, args.verbose)
+    try:
+        return _dispatch(args, args.verbose)
+    finally:  # main() may be called in-process (tests, notebooks): leave no handler on a stale stderr
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_face_blur", False)]:
+            root.removeHandler(handler)
 
 
 def _dispatch(args: argparse.Namespace, verbose: int) -> int:

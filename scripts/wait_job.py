@@ -96,6 +96,8 @@ def wait_for_marker(s3, dep: Deployment, job: str, not_before: datetime | None, 
 
     marker_key, manifest_key = dep.key("output", job, MARKER_NAME), dep.key("output", job, MANIFEST_NAME)
     deadline = time.monotonic() + timeout
+    if not_before is not None:  # S3's Last-Modified has whole seconds: a marker in the same second counts
+        not_before = not_before.replace(microsecond=0)
     while True:
         found = read_json(s3, dep.bucket, marker_key)
         if found is not None:
