@@ -11,6 +11,13 @@ shot when its distance to the previous frame with a signature is
 
 A frame without a signature never starts a shot. Gradual transitions (dissolves, fades) are not
 detected as cuts; sequences then run across them, which errs towards blurring.
+
+Before the distance, a ``face-blur/frame/v1`` signature (8 hue x 4 saturation x 4 value bins) is
+softened with a [1/4, 1/2, 1/4] kernel along each axis (hue circular), so a gradual colour or
+exposure drift that pushes many pixels over a bin border does not look like a cut: a false cut ends
+every sequence and stops anti-flicker padding at it (a face missed on the frame after a false cut
+would show). Measured: a background hue drift of 9/255 a frame gave raw distances up to 0.53 (a false
+cut), 0.23 softened; cuts between the test scenes stay at 1.0-1.7 softened.
 """
 
 from __future__ import annotations
@@ -21,6 +28,23 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 SPIKE_WINDOW = 31  # frames around a candidate for the local median
+HSV_BINS = (8, 4, 4)  # handler/signature.py
+_KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
+
+
+def soften(signatures: np.ndarray) -> np.ndarray:
+    """(n, 128) HSV histograms spread over neighbouring bins (see the module docstring); any other
+    width is returned unchanged."""
+    from scipy.ndimage import convolve1d
+
+    sig = np.asarray(signatures, np.float32)
+    if sig.ndim != 2 or sig.shape[1] != int(np.prod(HSV_BINS)):
+        return sig
+    h = sig.reshape(len(sig), *HSV_BINS)
+    h = convolve1d(h, _KERNEL, axis=1, mode="wrap")
+    h = convolve1d(h, _KERNEL, axis=2, mode="nearest")
+    h = convolve1d(h, _KERNEL, axis=3, mode="nearest")
+    return h.reshape(len(sig), -1)
 
 
 def signature_distances(signatures: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
@@ -43,6 +67,7 @@ def signature_distances(signatures: Sequence[np.ndarray] | np.ndarray) -> np.nda
                                     for s, ok in zip(signatures, have, strict=True) if ok])
     idx = np.flatnonzero(have)
     if len(idx) > 1:
+        stack = soften(stack)
         dist[idx[1:]] = np.abs(stack[idx[1:]] - stack[idx[:-1]]).sum(axis=1)
     return dist
 
@@ -94,7 +119,7 @@ class CutDetector:
         self._done = 0
 
     def push(self, signature: np.ndarray) -> list[bool]:
-        sig = np.asarray(signature, np.float32).reshape(-1)
+        sig = soften(np.asarray(signature, np.float32).reshape(1, -1))[0]
         d = 0.0
         if sig.size and (self._prev is None or sig.size == self._prev.size):
             if self._prev is not None:

@@ -344,3 +344,41 @@ def test_a_failing_frame_stops_the_run_cleanly(tmp_path):
     with pytest.raises(RuntimeError, match="frame 5 is cursed"):
         rewrite_video(src, tmp_path / "out.mp4", fail, workers=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+# ---------------------------------------------------------------------------------------------- flicker
+
+def test_a_face_the_detector_misses_in_single_frames_is_blurred_in_every_frame(tmp_path, faces_dir, blur_pipeline,
+                                                                                monkeypatch):
+    """Anti-flicker (issue #10): the real detector, made to miss the face in single frames (and in the
+    first and last frame), still leaves the face blurred in every frame of the output video."""
+    import handler.pipeline
+    from faceblur.local import run
+
+    patch, box = face_patch(faces_dir, "obama", 70)
+    frames, truths = [], []
+    for i in range(16):
+        frame = gradient(ClipSpec(width=320, height=180), i)
+        truths.append(paste(frame, patch, box, 60 + 4 * i, 30))  # walking right
+        frames.append(frame)
+    missed = {1, 5, 6, 10, 16}  # frame numbers from 1: the first frame, a single miss, two in a row, the last
+    real_load = handler.pipeline.load_pipeline
+
+    class Missing:
+        def __init__(self, pipeline):
+            self.detector, self.embedder, self._real = pipeline.detector, pipeline.embedder, pipeline
+
+        def analyse(self, image, frame_index=-1):
+            result = self._real.analyse(image, frame_index)
+            if frame_index in missed:
+                result.faces = result.faces[np.zeros(len(result.faces), bool)]
+            return result
+
+    monkeypatch.setattr(handler.pipeline, "load_pipeline", lambda config: Missing(real_load(config)))
+    src = make_clip(tmp_path / "walk.mp4", ClipSpec(frames=16), lambda i: frames[i])
+    out = tmp_path / "walk_anonymized.mp4"
+    run(src, out, blur_pipeline)
+    blurred = read_frames(out)
+    assert len(blurred) == 16
+    for i, (frame, original, truth) in enumerate(zip(blurred, frames, truths, strict=True), start=1):
+        assert detail(frame, truth) < 0.5 * detail(original, truth), f"frame {i} shows the face"
