@@ -28,6 +28,7 @@ import numpy as np
 from scipy.ndimage import median_filter
 
 SPIKE_WINDOW = 31  # frames around a candidate for the local median
+TRANSIENT_SPAN = 3  # a change that is gone this many frames later is a flash, not a cut (confirm_cuts)
 HSV_BINS = (8, 4, 4)  # handler/signature.py
 _KERNEL = np.array([0.25, 0.5, 0.25], np.float32)
 
@@ -47,6 +48,44 @@ def soften(signatures: np.ndarray) -> np.ndarray:
     return h.reshape(len(sig), -1)
 
 
+def _stack(signatures: Sequence[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, w) signatures (the most common width; others and empty ones zero) and which are present."""
+    n = len(signatures)
+    if isinstance(signatures, np.ndarray) and signatures.ndim == 2:
+        return np.asarray(signatures, np.float32), np.ones(n, bool)
+    sizes = np.array([np.size(s) for s in signatures])
+    width = int(np.bincount(sizes[sizes > 0]).argmax()) if np.any(sizes > 0) else 0
+    have = sizes == width if width else np.zeros(n, bool)
+    stack = np.zeros((n, width), np.float32)
+    if width:
+        stack[have] = np.stack([np.asarray(s, np.float32).reshape(-1)
+                                for s, ok in zip(signatures, have, strict=True) if ok])
+    return stack, have
+
+
+def confirm_cuts(cuts: np.ndarray, signatures: Sequence[np.ndarray] | np.ndarray, threshold: float = 0.5,
+                 span: int = TRANSIENT_SPAN) -> np.ndarray:
+    """``cuts`` without transients: a candidate at frame i stays a cut only if the picture ``span``
+    frames before it (i - span) and ``span - 1`` frames after it differ by at least ``threshold / 2``.
+    A camera flash or a glitch of one or two frames returns to the same picture, so it starts no shot
+    (and a face missed on the flash frame stays covered by its sequence). Frames without a
+    signature take the last one before them."""
+    cuts = np.asarray(cuts, bool).copy()
+    if not cuts.any() or span < 1:
+        return cuts
+    stack, have = _stack(signatures)
+    if not have.any():
+        return cuts
+    carried = np.maximum.accumulate(np.where(have, np.arange(len(have)), -1))
+    soft = soften(stack)
+    n = len(cuts)
+    for i in np.flatnonzero(cuts):
+        before, after = carried[max(i - span, 0)], carried[min(i + span - 1, n - 1)]
+        if before >= 0 and np.abs(soft[after] - soft[before]).sum() < threshold / 2:
+            cuts[i] = False
+    return cuts
+
+
 def signature_distances(signatures: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """L1 distance of each frame's signature to the previous frame that has one; 0 for the first frame
     and for frames without a signature (an empty array)."""
@@ -54,17 +93,7 @@ def signature_distances(signatures: Sequence[np.ndarray] | np.ndarray) -> np.nda
     dist = np.zeros(n, np.float32)
     if n == 0:
         return dist
-    if isinstance(signatures, np.ndarray) and signatures.ndim == 2:
-        have = np.ones(n, bool)
-        stack = np.asarray(signatures, np.float32)
-    else:
-        sizes = np.array([np.size(s) for s in signatures])
-        width = int(np.bincount(sizes[sizes > 0]).argmax()) if np.any(sizes > 0) else 0
-        have = sizes == width if width else np.zeros(n, bool)
-        stack = np.zeros((n, width), np.float32)
-        if width:
-            stack[have] = np.stack([np.asarray(s, np.float32).reshape(-1)
-                                    for s, ok in zip(signatures, have, strict=True) if ok])
+    stack, have = _stack(signatures)
     idx = np.flatnonzero(have)
     if len(idx) > 1:
         stack = soften(stack)
@@ -88,7 +117,7 @@ def shot_ids(signatures: Sequence[np.ndarray] | np.ndarray, threshold: float = 0
              spike_ratio: float = 4.0) -> np.ndarray:
     """A shot id (0, 1, ...) for each frame, the frames given in time order."""
     cuts = detect_cuts(signature_distances(signatures), threshold, spike_ratio)
-    return np.cumsum(cuts).astype(np.int64)
+    return np.cumsum(confirm_cuts(cuts, signatures, threshold)).astype(np.int64)
 
 
 def shot_ranges(frames: np.ndarray, shots: np.ndarray) -> np.ndarray:
@@ -103,17 +132,20 @@ def shot_ranges(frames: np.ndarray, shots: np.ndarray) -> np.ndarray:
 
 
 class CutDetector:
-    """:func:`detect_cuts` over :func:`signature_distances`, one frame at a time, for a single pass
-    over the results: :meth:`push` each frame's signature and get back the decisions (True: this
+    """:func:`detect_cuts` over :func:`signature_distances`, then :func:`confirm_cuts`, one frame at a
+    time, for a single pass over the results: :meth:`push` each frame's signature and get back the decisions (True: this
     frame starts a shot) of the frames now settled, in order; they lag ``SPIKE_WINDOW // 2``
-    frames behind (the local median needs the frames after). :meth:`flush` settles the rest.
+    frames behind (the local median and the transient check need the frames after). :meth:`flush` settles the rest.
     The signature width is the first non-empty signature's (the batch version takes the most
     common one; they differ only for mixed widths)."""
 
     def __init__(self, threshold: float = 0.5, spike_ratio: float = 4.0) -> None:
         self.threshold, self.spike_ratio = float(threshold), float(spike_ratio)
-        self.half = SPIKE_WINDOW // 2 if self.spike_ratio else 0
+        self.half = max(SPIKE_WINDOW // 2 if self.spike_ratio else 0, TRANSIENT_SPAN - 1)
         self._prev: np.ndarray | None = None
+        # the last signature as of each recent frame (carried over frames without one), for confirm_cuts
+        self._ring = max(self.half, TRANSIENT_SPAN) + TRANSIENT_SPAN + 2
+        self._recent: list[np.ndarray | None] = [None] * self._ring
         self._dist = np.zeros(1024, np.float32)
         self._n = 0
         self._done = 0
@@ -125,6 +157,7 @@ class CutDetector:
             if self._prev is not None:
                 d = float(np.abs(sig - self._prev).sum())
             self._prev = sig
+        self._recent[self._n % self._ring] = self._prev
         if self._n == len(self._dist):
             self._dist = np.concatenate([self._dist, np.zeros_like(self._dist)])
         self._dist[self._n] = d
@@ -142,6 +175,10 @@ class CutDetector:
             if not cut and i > 0 and self.spike_ratio and d >= self.threshold / 2:
                 window = np.clip(np.arange(i - SPIKE_WINDOW // 2, i + SPIKE_WINDOW // 2 + 1), 0, self._n - 1)
                 cut = d >= self.spike_ratio * np.median(self._dist[window])
+            if cut:  # confirm_cuts: not a transient
+                before = self._recent[max(i - TRANSIENT_SPAN, 0) % self._ring]
+                after = self._recent[min(i + TRANSIENT_SPAN - 1, self._n - 1) % self._ring]
+                cut = before is None or after is None or float(np.abs(after - before).sum()) >= self.threshold / 2
             out.append(bool(cut))
         self._done = max(upto, self._done)
         return out

@@ -8,7 +8,7 @@ from decisions_helpers import build_results
 from PIL import Image
 
 from handler.signature import frame_signature
-from postprocess.shots import CutDetector, detect_cuts, shot_ids, shot_ranges, signature_distances
+from postprocess.shots import CutDetector, confirm_cuts, detect_cuts, shot_ids, shot_ranges, signature_distances
 
 
 def pan(image: np.ndarray, steps: int, step: int = 4) -> list[np.ndarray]:
@@ -74,6 +74,25 @@ def test_streaming_cut_detector_agrees_with_the_batch_one(spike_ratio):
         streamed += detector.push(s)
         assert len(streamed) >= k + 1 - detector.half
     streamed += detector.flush()
-    batch = detect_cuts(signature_distances(sigs), spike_ratio=spike_ratio)
+    batch = confirm_cuts(detect_cuts(signature_distances(sigs), spike_ratio=spike_ratio), sigs)
     assert streamed == batch.tolist()
     assert batch.sum() >= 4
+
+
+@pytest.mark.parametrize("length", [1, 2])
+def test_a_camera_flash_starts_no_shot_but_a_real_cut_does(faces_dir, length):
+    """A press photographer's flash: one or two overexposed frames, then the same picture again. It
+    is no cut (a cut would end every face sequence there, and a face missed on the flash frame would
+    show); a real cut two frames later still is one. Batch and streaming agree."""
+    a = np.asarray(Image.open(faces_dir / "obama.jpg").convert("RGB"))
+    b = np.asarray(Image.open(faces_dir / "kit_with_rose.jpg").convert("RGB"))
+    frames = pan(a, 12) + pan(b, 12)
+    for k in range(length):
+        frames[5 + k] = np.clip(frames[5 + k].astype(np.int32) * 3 + 60, 0, 255).astype(np.uint8)
+    sigs = [frame_signature(f) for f in frames]
+    assert detect_cuts(signature_distances(sigs))[5], "the flash looks like a cut frame to frame"
+    shots = shot_ids(sigs)
+    assert shots.tolist() == [0] * 12 + [1] * 12
+    detector = CutDetector()
+    streamed = [d for s in sigs for d in detector.push(s)] + detector.flush()
+    assert np.flatnonzero(streamed).tolist() == [12]
