@@ -36,11 +36,11 @@ from postprocess.tracking import FaceTrack
 #: (cosine similarity). Keeping a face clear needs a score >= T + M; a score >= T - M already counts
 #: as "maybe this person" and is blurred in modes that blur the person (known, select/blur). Chosen
 #: by measurement (README "Identity thresholds", ``python -m bench.identity_thresholds``):
-#: mobilefacenet - sequence medians on the shared photos, degraded: same person 0.61-0.80, different
-#: people <= 0.48 (two strangers in one photo); on real concert footage (issue 9) the same person's
+#: mobilefacenet - sequence medians on the shared photos, degraded: same person >= 0.60, different
+#: people <= 0.53 (two strangers in one photo); on real concert footage (issue 9) the same person's
 #: sequence scored 0.23-0.37 and others <= 0.13. No single number separates both, so the zone spans
 #: them: [0.22, 0.58]: a stranger is never kept clear as the reporter, and a witness at 0.23 is blurred.
-#: dlib-resnet - same >= 0.94, different <= 0.91 on stills; it cannot separate real footage.
+#: dlib-resnet - same >= 0.94, different <= 0.90 on stills; it cannot separate real footage.
 #: arcface-r100 - PROVISIONAL (weights not available where this was measured): usual IR-100 values.
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "arcface-r100": 0.35,
