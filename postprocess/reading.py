@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from contract import ContractError, FrameResult, loads
+from postprocess.results import ResultStore
 from postprocess.storage import StorageError, Store, bounded_map, join
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def list_frames(store: Store, frames_uri: str, pattern: str = DEFAULT_FRAME_PATT
 class ResultSet:
     """What :func:`read_results` found: parsed results by frame number, and what was not usable."""
 
-    results: dict[int, FrameResult] = field(default_factory=dict)
+    results: ResultStore = field(default_factory=ResultStore)  # on disk: hours of video fit in memory
     missing: list[FrameRef] = field(default_factory=list)  # no result object
     unreadable: list[tuple[FrameRef, str]] = field(default_factory=list)  # (frame, why)
 
@@ -124,7 +125,7 @@ def read_results(store: Store, frames: Sequence[FrameRef], results_uri: str,
         else:
             out.missing.append(frame)
 
-    def load(frame: FrameRef) -> FrameResult | str:
+    def load(frame: FrameRef) -> tuple[bytes, int] | str:
         uri = join(results_uri, frame.key + suffix)
         try:
             body = store.read(uri)
@@ -133,15 +134,15 @@ def read_results(store: Store, frames: Sequence[FrameRef], results_uri: str,
                 return "result object disappeared"
             raise
         try:
-            return loads(body, frame.number)
+            return body, len(loads(body, frame.number).faces)  # validated here, parsed again when planned
         except ContractError as exc:
             return str(exc)
 
-    for frame, parsed in bounded_map(load, wanted, workers):
-        if isinstance(parsed, str):
-            out.unreadable.append((frame, parsed))
+    for frame, loaded in bounded_map(load, wanted, workers):
+        if isinstance(loaded, str):
+            out.unreadable.append((frame, loaded))
         else:
-            out.results[frame.number] = parsed
+            out.results.add_body(frame.number, *loaded)
     out.unreadable.sort(key=lambda item: item[0].number)
     return out
 

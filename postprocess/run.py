@@ -269,7 +269,10 @@ def plan_step(store: Store, frames_uri: str, results_uri: str, output_uri: str, 
         log.warning("%d frames have no usable result and are blurred whole: %s", len(unusable), text)
     references = (read_references(store, references_uri, config.results_suffix, config.threads)
                   if references_uri else None)
-    plan_json = make_plan(result_set.results, config.plan, references, missing=unusable).dumps(indent=1)
+    try:
+        plan_json = make_plan(result_set.results, config.plan, references, missing=unusable).dumps(indent=1)
+    finally:
+        result_set.results.close()
     # Render from the plan as written (boxes rounded to 0.1 px), never from the in-memory one, so a
     # one-shot run and separate plan/render jobs give the same bytes.
     plan = Plan.loads(plan_json)

@@ -253,7 +253,9 @@ def s3_client(max_attempts: int = 10, retry_mode: str = "adaptive", max_pool_con
     # ``total_max_attempts`` counts the first try; botocore's ``max_attempts`` would count retries only.
     config = Config(retries={"total_max_attempts": max_attempts, "mode": retry_mode},
                     max_pool_connections=max_pool_connections, connect_timeout=10, read_timeout=60)
-    return boto3.client("s3", config=config)
+    # A session of its own: boto3's default session caches the credentials it first found, for the
+    # life of the process (a notebook or a test run would keep stale ones).
+    return boto3.session.Session().client("s3", config=config)
 
 
 class Store:
