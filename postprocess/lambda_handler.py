@@ -23,9 +23,11 @@ idempotent (a second run finds the same digest and does nothing, or resumes).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -152,11 +154,25 @@ def handle_event(event: Mapping[str, Any], *, store: Store | None = None, batch:
                                  "set FACE_BLUR_BATCH_JOB_QUEUE and FACE_BLUR_BATCH_JOB_DEFINITION to render on "
                                  "AWS Batch")
     array_size = _env_int(env, "FACE_BLUR_RENDER_ARRAY_SIZE", DEFAULT_ARRAY_SIZE, 1, 10_000)
+    # EventBridge delivers at least once: claim this transform job before submitting, so a second
+    # delivery of its event does not start a second set of Batch jobs (a new transform job, even for
+    # the same output, has a new name and so its own claim).
+    claim_uri = join(options.output, f"face-blur-batch-{job}.json")
+    claim = {"transform_job": job, "event": event.get("id"), "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                        time.gmtime())}
+    if not store.create(claim_uri, json.dumps(claim).encode()):
+        log.warning("transform job %s: Batch jobs were already submitted (%s): a duplicate event", job, claim_uri)
+        return {"action": "ignored", "job": job, "reason": f"already submitted ({claim_uri})"}
     if batch is None:
         import boto3
 
         batch = boto3.client("batch")
-    jobs = submit_batch(batch, options_uri, job, queue, definition, array_size, frames)
+    try:
+        jobs = submit_batch(batch, options_uri, job, queue, definition, array_size, frames)
+    except Exception:
+        store.delete(claim_uri)  # nothing was started: let a retry of this event try again
+        raise
+    store.write(claim_uri, json.dumps({**claim, "jobs": jobs}, default=str).encode())
     return {"action": "submitted", "job": job, "frames": frames, "options": options_uri, "jobs": jobs}
 
 

@@ -153,6 +153,21 @@ class _S3:
         except Exception as exc:
             raise self._fail(uri, exc) from exc
 
+    def create(self, uri: str, data: bytes) -> bool:
+        """Write only if no object is there (a conditional put, atomic in S3); False if one was."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type(key), IfNoneMatch="*")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise self._fail(uri, exc) from exc
+        except Exception as exc:
+            raise self._fail(uri, exc) from exc
+        return True
+
     def copy(self, src: str, dst: str, metadata: dict[str, str] | None) -> None:
         sb, sk = split_s3(src)
         db, dk = split_s3(dst)
@@ -221,6 +236,18 @@ class _Local:
 
     def write(self, uri: str, data: bytes, metadata: dict[str, str] | None) -> None:
         self._atomic(local_path(uri), lambda fh: fh.write(data))
+
+    def create(self, uri: str, data: bytes) -> bool:
+        path = local_path(uri)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("xb") as fh:
+                fh.write(data)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StorageError(str(path), exc.strerror or str(exc)) from None
+        return True
 
     def copy(self, src: str, dst: str, metadata: dict[str, str] | None) -> None:
         source = local_path(src)
@@ -292,6 +319,10 @@ class Store:
 
     def write(self, uri: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         self._backend(uri).write(uri, data, metadata)
+
+    def create(self, uri: str, data: bytes) -> bool:
+        """Write ``uri`` only if it does not exist yet (atomically); False if it did."""
+        return self._backend(uri).create(uri, data)
 
     def copy(self, src: str, dst: str, metadata: dict[str, str] | None = None) -> None:
         """Server-side where both ends are on the same backend; otherwise read and write."""

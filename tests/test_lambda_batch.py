@@ -137,9 +137,21 @@ def test_a_long_job_goes_to_batch_and_the_batch_steps_finish_it(s3, job, batch_q
     monkeypatch.setenv("FACE_BLUR_BATCH_JOB_QUEUE", queue)
     monkeypatch.setenv("FACE_BLUR_BATCH_JOB_DEFINITION", definition)
     monkeypatch.setenv("FACE_BLUR_RENDER_ARRAY_SIZE", "3")
-    result = handler(transform_event("fb-long-video", "Completed", job["input"], job["output"]), None)
+    event = transform_event("fb-long-video", "Completed", job["input"], job["output"])
+    result = handler(event, None)
     assert result["action"] == "submitted" and result["frames"] > 10
-    assert get_tree(s3, job["bucket"], "job/blurred") == {}  # the Lambda itself writes nothing
+    # the Lambda itself renders nothing: it only claims the transform job, naming the jobs it started
+    claim = json.loads(get_tree(s3, job["bucket"], "job/blurred").pop("face-blur-batch-fb-long-video.json"))
+    assert get_tree(s3, job["bucket"], "job/blurred").keys() == {"face-blur-batch-fb-long-video.json"}
+    assert claim["jobs"]["plan"]["jobId"] == result["jobs"]["plan"]["jobId"]
+
+    # EventBridge delivers at least once: the same event again starts nothing new
+    submitted = {j["jobId"] for s in ("SUBMITTED", "PENDING", "RUNNABLE") for j in
+                 batch.list_jobs(jobQueue=queue, jobStatus=s)["jobSummaryList"]}
+    again = handler(event, None)
+    assert again["action"] == "ignored" and "already submitted" in again["reason"]
+    assert {j["jobId"] for s in ("SUBMITTED", "PENDING", "RUNNABLE") for j in
+            batch.list_jobs(jobQueue=queue, jobStatus=s)["jobSummaryList"]} == submitted
 
     ids = {step: result["jobs"][step]["jobId"] for step in ("plan", "render", "finalize")}
     described = {j["jobId"]: j for j in batch.describe_jobs(jobs=list(ids.values()))["jobs"]}
