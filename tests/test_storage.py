@@ -60,6 +60,14 @@ def test_write_read_list_copy_head_delete(where):
     store.delete(join(base, "out/sub/img2.png"))  # absent: fine
 
 
+def test_create_writes_once_and_never_replaces(where):
+    store, base = where
+    uri = join(base, "claims/job-1.json")
+    assert store.create(uri, b"first") is True
+    assert store.create(uri, b"second") is False
+    assert store.read(uri) == b"first"
+
+
 def test_listing_an_empty_or_absent_prefix_is_empty(where):
     store, base = where
     assert list(store.list(join(base, "nothing-here"))) == []
