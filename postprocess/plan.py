@@ -452,6 +452,10 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
     return decisions, scores, picked
 
 
+#: Embedders measured unable to separate people on real footage (README "Choosing who is blurred").
+WEAK_EMBEDDERS = frozenset({"dlib-resnet"})
+
+
 def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
               references: Mapping[str, Mapping[str, FrameResult]] | None = None,
               missing: Iterable[int] = ()) -> Plan:
@@ -474,6 +478,12 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
         threshold = resolve_threshold(embedder, config.identity_threshold)
         if config.mode in ("unknown", "known"):
             people = reference_embeddings(references or {}, embedder)
+        blurs_the_person = config.mode == "known" or (config.mode == "select" and config.pick_action == "blur")
+        if embedder in WEAK_EMBEDDERS and blurs_the_person:
+            logger.warning("embedder %s cannot tell people apart reliably on real footage (profiles, dim light): "
+                           "in mode %s the person to hide may be judged someone else and left clear. Use "
+                           "arcface-r100 or mobilefacenet (python -m model.fetch), or mode all", embedder,
+                           config.mode)
     elif references:
         logger.warning("reference photos are only used in modes unknown and known; mode is all")
     bounds = shot_ranges(frames, scan.shots)

@@ -283,3 +283,19 @@ def test_default_zone_of_doubt_per_embedder(embedder, score, expected):
     threshold, margin = resolve_threshold(embedder), resolve_margin(embedder)
     s = PersonScore("p", score, samples=8, above=8 if score >= threshold + margin else 0, halves=(score, score))
     assert verdict(s, threshold, margin, min_samples=3) == expected
+
+
+def test_mode_known_with_the_weak_dlib_embedder_warns(caplog):
+    """dlib cannot tell a witness in profile from a stranger: hiding a person with it is flagged."""
+    alice, bob = unit(np.random.default_rng(3).normal(size=(2, 128)))
+    results = build_results([Appearance(alice, range(12), lambda f: box_at(180, 180, 70)),
+                             Appearance(bob, range(12), lambda f: box_at(420, 180, 70))], 12, embedder="dlib-resnet",
+                            dim=128)
+    refs = {"alice": {"alice.jpg": photo(reference_at(alice, 0.8), embedder="dlib-resnet")}}
+    with caplog.at_level("WARNING", logger="postprocess.plan"):
+        make_plan(results, PlanConfig(mode="known", identity_threshold=0.3), refs)
+    assert any("cannot tell people apart" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="postprocess.plan"):
+        make_plan(results, PlanConfig(mode="unknown", identity_threshold=0.3), refs)
+    assert not any("cannot tell people apart" in r.getMessage() for r in caplog.records)
