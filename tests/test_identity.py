@@ -291,7 +291,7 @@ def test_mode_known_with_the_weak_dlib_embedder_warns(caplog):
     results = build_results([Appearance(alice, range(12), lambda f: box_at(180, 180, 70)),
                              Appearance(bob, range(12), lambda f: box_at(420, 180, 70))], 12, embedder="dlib-resnet",
                             dim=128)
-    refs = {"alice": {"alice.jpg": photo(reference_at(alice, 0.8), embedder="dlib-resnet")}}
+    refs = {"alice": {"alice.jpg": photo(reference_at(alice, 0.7), embedder="dlib-resnet")}}
     with caplog.at_level("WARNING", logger="postprocess.plan"):
         make_plan(results, PlanConfig(mode="known", identity_threshold=0.3), refs)
     assert any("cannot tell people apart" in r.getMessage() for r in caplog.records)
