@@ -23,11 +23,14 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from postprocess.storage import content_type
 
 log = logging.getLogger(__name__)
 
@@ -225,17 +228,6 @@ def setup_logging(verbose: bool) -> None:
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def content_type(name: str) -> str:
-    lower = name.lower()
-    if lower.endswith(".png"):
-        return "image/png"
-    if lower.endswith((".jpg", ".jpeg")):
-        return "image/jpeg"
-    if lower.endswith(".json"):
-        return "application/json"
-    return "application/octet-stream"
-
-
 def upload_files(s3: Any, bucket: str, files: Iterable[tuple[Path, str]], workers: int = 16,
                  progress: Callable[[int], None] | None = None) -> int:
     """Upload ``(local path, key)`` pairs in parallel; returns how many. Bucket default encryption
@@ -275,6 +267,22 @@ def download_files(s3: Any, bucket: str, pairs: Iterable[tuple[str, Path]], work
         for _ in pool.map(one, items):
             pass
     return len(items)
+
+
+def run_script(prog: str, args: argparse.Namespace, work: Callable[[Deployment], Any]) -> int:
+    """A script's ``main``: logging, the deployment from the outputs, then ``work``; any error ends
+    with one line ``<prog>: error: ...`` and exit 1 (``-v`` logs the traceback). ``work``'s result,
+    if not None, is printed (JSON unless a string)."""
+    setup_logging(args.verbose)
+    try:
+        result = work(deployment_from_args(args))
+    except Exception as exc:  # one clear line for the user; -v for the traceback
+        log.debug("failed", exc_info=True)
+        print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)
+        return 1
+    if result is not None:
+        print(result if isinstance(result, str) else json.dumps(result, indent=1, default=str))
+    return 0
 
 
 def error_line(exc: BaseException) -> str:

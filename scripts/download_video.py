@@ -23,11 +23,9 @@ from deployment import (
     IMAGE_SUFFIXES,
     Deployment,
     add_deployment_arguments,
-    deployment_from_args,
     download_files,
-    error_line,
     list_keys,
-    setup_logging,
+    run_script,
 )
 
 log = logging.getLogger("download_video")
@@ -93,20 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        dep = deployment_from_args(args)
+
+    def work(dep: Deployment) -> None:
         s3 = dep.session().client("s3")
         if args.frames_dir:
             download_frames(dep, s3, args.job, args.frames_dir, args.force, args.workers)
         else:
             download_video(dep, s3, args.job, args.output, args.overwrite, args.force, args.workers, args.scratch)
-    except Exception as exc:  # one clear line for the user; -v for the traceback
-        log.debug("failed", exc_info=True)
-        print(f"download_video.py: error: {error_line(exc)}", file=sys.stderr)
-        return 1
-    return 0
 
+    return run_script("download_video.py", args, work)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,10 +35,8 @@ from deployment import (
     IMAGE_SUFFIXES,
     Deployment,
     add_deployment_arguments,
-    deployment_from_args,
-    error_line,
     list_keys,
-    setup_logging,
+    run_script,
 )
 
 log = logging.getLogger("start_job")
@@ -254,26 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
+
+    def work(dep: Deployment) -> str:
         base = json.loads(args.run_options.read_text()) if args.run_options else None
         config = run_config(base, mode=args.mode, picks=args.pick, pick_action=args.pick_action, style=args.style,
                             mask_scale=args.mask_scale, missing=args.missing)
-        dep = deployment_from_args(args)
         settings = TransformSettings.defaults(
             dep, instance_type=args.instance_type, instance_count=args.instance_count,
             max_concurrent_transforms=args.max_concurrent_transforms, max_payload_mb=args.max_payload_mb,
             invocation_timeout_s=args.invocation_timeout, invocation_retries=args.invocation_retries)
         session = dep.session()
-        name = start_job(dep, session.client("s3"), session.client("sagemaker"), args.job, config, settings,
+        return start_job(dep, session.client("s3"), session.client("sagemaker"), args.job, config, settings,
                          args.image_uri)
-    except Exception as exc:  # one clear line for the user; -v for the traceback
-        log.debug("failed", exc_info=True)
-        print(f"start_job.py: error: {error_line(exc)}", file=sys.stderr)
-        return 1
-    print(name)
-    return 0
 
+    return run_script("start_job.py", args, work)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,9 +23,7 @@ from deployment import (
     IMAGE_SUFFIXES,
     Deployment,
     add_deployment_arguments,
-    deployment_from_args,
-    error_line,
-    setup_logging,
+    run_script,
     upload_files,
 )
 
@@ -94,17 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        people = collect_references(args.refs)
-        dep = deployment_from_args(args)
-        upload_references(dep, dep.session().client("s3"), args.job, people, args.workers)
-    except Exception as exc:  # one clear line for the user; -v for the traceback
-        log.debug("failed", exc_info=True)
-        print(f"upload_refs.py: error: {error_line(exc)}", file=sys.stderr)
-        return 1
-    return 0
 
+    def work(dep: Deployment) -> None:
+        people = collect_references(args.refs)
+        upload_references(dep, dep.session().client("s3"), args.job, people, args.workers)
+
+    return run_script("upload_refs.py", args, work)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,9 +23,7 @@ from pathlib import Path
 from deployment import (
     Deployment,
     add_deployment_arguments,
-    deployment_from_args,
-    error_line,
-    setup_logging,
+    run_script,
     upload_files,
 )
 
@@ -78,17 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        dep = deployment_from_args(args)
-        s3 = dep.session().client("s3")
-        upload_video(dep, s3, args.video, args.job, args.workers, args.scratch)
-    except Exception as exc:  # one clear line for the user; -v for the traceback
-        log.debug("failed", exc_info=True)
-        print(f"upload_video.py: error: {error_line(exc)}", file=sys.stderr)
-        return 1
-    return 0
+    def work(dep: Deployment) -> None:
+        upload_video(dep, dep.session().client("s3"), args.video, args.job, args.workers, args.scratch)
 
+    return run_script("upload_video.py", args, work)
 
 if __name__ == "__main__":
     sys.exit(main())

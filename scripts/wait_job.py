@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from deployment import Deployment, add_deployment_arguments, deployment_from_args, error_line, setup_logging
+from deployment import Deployment, add_deployment_arguments, run_script
 
 log = logging.getLogger("wait_job")
 
@@ -146,19 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        dep = deployment_from_args(args)
-        session = dep.session()
-        result = wait_job(dep, session.client("s3"), session.client("sagemaker"), args.job, args.transform_job,
-                          args.timeout, args.poll)
-    except Exception as exc:  # one clear line for the user; -v for the traceback
-        log.debug("failed", exc_info=True)
-        print(f"wait_job.py: error: {error_line(exc)}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=1, default=str))
-    return 0
 
+    def work(dep: Deployment) -> dict[str, Any]:
+        session = dep.session()
+        return wait_job(dep, session.client("s3"), session.client("sagemaker"), args.job, args.transform_job,
+                        args.timeout, args.poll)
+
+    return run_script("wait_job.py", args, work)
 
 if __name__ == "__main__":
     sys.exit(main())
