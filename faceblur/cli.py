@@ -307,18 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(transform)
     transform.set_defaults(func=_cmd_transform)
 
-    from postprocess.__main__ import add_plan_arguments, add_render_arguments, add_run_arguments
+    from postprocess.__main__ import add_io_arguments, add_plan_arguments, add_render_arguments, add_run_arguments
 
     post = sub.add_parser("postprocess", formatter_class=fmt,
                           help="decide and blur from frames + per-frame results (local folders or s3://)",
                           description="The post-processing stage (postprocess/, as python -m postprocess): "
                                       "plan, blurred frames, face-blur-plan.json and face-blur-complete.json "
                                       "under OUTPUT. Prints the run summary as JSON.")
-    post.add_argument("frames", help="folder or s3:// prefix of the frames (img0000001.png ...)")
-    post.add_argument("results", help="folder or s3:// prefix of the per-frame results (<frame>.out)")
-    post.add_argument("output", help="folder or s3:// prefix for the output; must not overlap an input")
-    post.add_argument("--references", default=None,
-                      help="folder or s3:// prefix of reference results <person>/<photo>.out (modes unknown/known)")
+    add_io_arguments(post)
     add_plan_arguments(post)
     add_render_arguments(post)
     add_run_arguments(post)

@@ -127,16 +127,21 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                      results_suffix=args.results_suffix)
 
 
-def build_parser(prog: str = "python -m postprocess") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Blur the chosen faces of a video's frames, given the per-frame results of the inference "
-                    "stage. Writes the blurred frames, face-blur-plan.json and, last, face-blur-complete.json.")
+def add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    """FRAMES RESULTS OUTPUT and --references (shared with ``face-blur postprocess``)."""
     parser.add_argument("frames", help="folder or s3:// prefix of the frames (img0000001.png ...)")
     parser.add_argument("results", help="folder or s3:// prefix of the per-frame results (<frame>.out)")
     parser.add_argument("output", help="folder or s3:// prefix for the output; must not overlap an input")
     parser.add_argument("--references", default=None,
                         help="folder or s3:// prefix of reference results <person>/<photo>.out (modes unknown/known)")
+
+
+def build_parser(prog: str = "python -m postprocess") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Blur the chosen faces of a video's frames, given the per-frame results of the inference "
+                    "stage. Writes the blurred frames, face-blur-plan.json and, last, face-blur-complete.json.")
+    add_io_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     add_plan_arguments(parser)
     add_render_arguments(parser)
