@@ -56,15 +56,6 @@ def _number(kind: Callable[[str], Any], low: float | None = None, high: float | 
     return parse
 
 
-def _pick(text: str):
-    from postprocess.config import Pick
-
-    try:
-        return Pick.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _thresholds(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -83,6 +74,7 @@ def _defaults(cls) -> dict[str, Any]:
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
+    from postprocess.__main__ import pick_argument
     from postprocess.config import INTERPOLATIONS, MODES, PICK_ACTIONS, PlanConfig
 
     d = _defaults(PlanConfig)
@@ -90,7 +82,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mode", choices=MODES, default=d["mode"],
                    help="all: every face; unknown: all but the --ref people; known: only the --ref people; "
                         "select: the people under --pick")
-    g.add_argument("--pick", action="append", type=_pick, default=[], metavar="FRAME:X:Y",
+    g.add_argument("--pick", action="append", type=pick_argument, default=[], metavar="FRAME:X:Y",
                    help="mode select: a point on a face (frame number from 1, pixels); repeatable "
                         "(default: none)")
     g.add_argument("--pick-action", choices=PICK_ACTIONS, default=d["pick_action"],

@@ -46,6 +46,14 @@ def _plan_help() -> dict[str, str]:
     return {k: v.replace("``", "") for k, v in out.items()}
 
 
+def pick_argument(text: str) -> Pick:
+    """``--pick FRAME:X:Y`` for argparse: a bad value is reported with what is wrong with it."""
+    try:
+        return Pick.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per ``PlanConfig`` field (``--max-gap`` for ``max_gap``; picks as repeated ``--pick``)."""
     group = parser.add_argument_group("plan options (which faces to blur; see postprocess/config.py)")
@@ -54,7 +62,7 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
         default = f.default
         text = helps.get(f.name, f"PlanConfig.{f.name}").replace("%", "%%")
         if f.name == "picks":
-            group.add_argument("--pick", dest="picks", action="append", type=Pick.parse, default=[],
+            group.add_argument("--pick", dest="picks", action="append", type=pick_argument, default=[],
                                metavar="FRAME:X:Y", help="mode select: a point on a face to pick (repeatable)")
             continue
         option = "--" + f.name.replace("_", "-")

@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from postprocess.reading import FRAME_SUFFIXES
 from postprocess.run import OPTIONS_NAME, JobOptions, run
 from postprocess.storage import StorageError, Store, join
 
@@ -65,7 +66,7 @@ def count_frames(store: Store, options: JobOptions, limit: int) -> int:
         return options.frame_count
     count = 0
     for obj in store.list(options.frames):
-        if obj.key.lower().endswith((".png", ".jpg", ".jpeg")):
+        if obj.key.lower().endswith(FRAME_SUFFIXES):
             count += 1
             if count > limit:
                 break

@@ -184,7 +184,7 @@ class _S3:
             resp = self.client.head_object(Bucket=bucket, Key=key)
         except Exception as exc:
             err = self._fail(uri, exc)
-            if err.missing or "404" in str(err):
+            if err.missing:  # not "404" in the message: a key like img0000404.png would match
                 return None
             raise err from exc
         return {"size": int(resp.get("ContentLength", 0)), "metadata": dict(resp.get("Metadata", {}))}

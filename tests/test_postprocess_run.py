@@ -216,6 +216,7 @@ def test_command_line_errors_are_one_line_and_exit_1(tmp_path, analysed, capsys)
     (["--mode", "select"], "picks"),
     (["--style", "swirl"], "--style"),
     (["--pick", "nonsense"], "--pick"),
+    (["--pick", "1:x:2"], "FRAME:X:Y"),  # says what a pick must look like
 ])
 def test_command_line_bad_options_exit_2_naming_the_option(tmp_path, argv, named, capsys):
     with pytest.raises(SystemExit) as exc:
