@@ -163,7 +163,8 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                    help="auto: arcface-r100, else mobilefacenet, else dlib (whichever model file is present); "
                         "none: no identity (mode all only)")
     g.add_argument("--model-dir", type=Path, default=None,
-                   help=f"model files (default: $FACE_BLUR_MODEL_DIR, else {DEFAULT_MODEL_DIR})")
+                   help=f"model files (default: $FACE_BLUR_MODEL_DIR, else /opt/ml/model where it exists, "
+                        f"else {DEFAULT_MODEL_DIR})")
     g.add_argument("--device", choices=DEVICES, default="auto", help="onnxruntime execution device")
     g.add_argument("--min-face", type=_number(int, 4), default=d["min_face"], help="smallest face, pixels")
     g.add_argument("--max-side", type=_number(int, 64), default=d["max_side"],

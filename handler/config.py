@@ -4,7 +4,8 @@ Variable (default): meaning.
 
 - ``FACE_BLUR_BIND_HOST`` (``127.0.0.1``; the Dockerfile sets ``0.0.0.0``): listen address.
 - ``SAGEMAKER_BIND_TO_PORT`` (``8080``): listen port of /ping and /invocations.
-- ``FACE_BLUR_MODEL_DIR`` (``/opt/ml/model`` if it exists, else ``~/.cache/face-blur/models``).
+- ``FACE_BLUR_MODEL_DIR`` (``$SAGEMAKER_BASE_DIR/model`` or ``/opt/ml/model`` if it exists, else
+  ``~/.cache/face-blur/models``): see ``handler.pipeline.default_model_dir``.
 - ``FACE_BLUR_DETECTOR`` (``DetectorConfig().backend``): ``mtcnn``, ``centerface`` or ``ensemble``.
 - ``FACE_BLUR_MIN_FACE`` (``DetectorConfig().min_face``): smallest face searched for, pixels.
 - ``FACE_BLUR_DETECT_MAX_SIDE`` (``DetectorConfig().max_side``): longer frames are downscaled for detection.
@@ -37,11 +38,10 @@ from importlib import metadata
 from pathlib import Path
 
 from handler.detector import BACKENDS, DetectorConfig
-from handler.pipeline import DEFAULT_MODEL_DIR, PipelineConfig
+from handler.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, default_model_dir
 
 log = logging.getLogger(__name__)
 
-SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
 DEVICES = ("auto", "cpu", "gpu")
 DEFAULT_VMARGS = "-XX:+UseContainerSupport -XX:MaxRAMPercentage=25"
 RUN_DIR_ENV = "FACE_BLUR_RUN_DIR"  # set by handler.serve for its workers: they report ready/failed there
@@ -99,14 +99,6 @@ def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str,
     if raw not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
-
-
-def default_model_dir(env: Mapping[str, str]) -> Path:
-    if env.get("FACE_BLUR_MODEL_DIR"):
-        return Path(env["FACE_BLUR_MODEL_DIR"]).expanduser()
-    base = env.get("SAGEMAKER_BASE_DIR")
-    sagemaker = Path(base) / "model" if base else SAGEMAKER_MODEL_DIR
-    return sagemaker if sagemaker.is_dir() else DEFAULT_MODEL_DIR
 
 
 def _timeout_seconds(env: Mapping[str, str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,23 +19,33 @@ from handler.signature import frame_signature
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(os.path.expanduser("~/.cache/face-blur/models"))
+SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+
+
+def default_model_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The one rule for where model files are, for the server and the command line alike:
+    ``$FACE_BLUR_MODEL_DIR``, else SageMaker's model folder (``$SAGEMAKER_BASE_DIR/model``, or
+    ``/opt/ml/model``) where it exists, else ``~/.cache/face-blur/models``."""
+    env = os.environ if env is None else env
+    if env.get("FACE_BLUR_MODEL_DIR"):
+        return Path(env["FACE_BLUR_MODEL_DIR"]).expanduser()
+    base = env.get("SAGEMAKER_BASE_DIR")
+    sagemaker = Path(base) / "model" if base else SAGEMAKER_MODEL_DIR
+    return sagemaker if sagemaker.is_dir() else DEFAULT_MODEL_DIR
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     """What the inference side loads (README: "Inference options")."""
 
-    model_dir: Path | None = None  # None: $FACE_BLUR_MODEL_DIR, else ~/.cache/face-blur/models
+    model_dir: Path | None = None  # None: default_model_dir()
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     embedder: str = "auto"  # auto | arcface-r100 | mobilefacenet | dlib | none
     device: str = "auto"  # auto | cpu | gpu
     gpu_fallback: bool = True  # gpu asked for but absent: fall back to CPU (True) or refuse to start
 
     def resolved_model_dir(self) -> Path:
-        if self.model_dir is not None:
-            return Path(self.model_dir)
-        env = os.environ.get("FACE_BLUR_MODEL_DIR")
-        return Path(env) if env else DEFAULT_MODEL_DIR
+        return Path(self.model_dir) if self.model_dir is not None else default_model_dir()
 
 
 class FacePipeline:

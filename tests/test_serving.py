@@ -153,6 +153,19 @@ def test_the_model_directory_is_sagemakers_when_it_exists(tmp_path):
     assert ServingConfig.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path / "none")}).model_dir == DEFAULT_MODEL_DIR
 
 
+def test_the_command_line_and_the_server_look_for_models_in_the_same_place(tmp_path, monkeypatch):
+    from handler.pipeline import PipelineConfig
+
+    (tmp_path / "model").mkdir()
+    monkeypatch.delenv("FACE_BLUR_MODEL_DIR", raising=False)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    import os
+
+    assert PipelineConfig().resolved_model_dir() == ServingConfig.from_env(dict(os.environ)).model_dir
+    monkeypatch.setenv("FACE_BLUR_MODEL_DIR", "~/models")
+    assert PipelineConfig().resolved_model_dir() == Path("~/models").expanduser()
+
+
 GIB = 2**30
 
 
