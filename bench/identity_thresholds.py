@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from handler.boxes import iou_matrix
+
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,16 +107,6 @@ def detector_fn(detector) -> Detect:
 def load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of one box ``a`` (4,) with boxes ``b`` (n,4); 0 where the union is empty."""
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[2], b[:, 2]) - np.maximum(a[0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[3], b[:, 3]) - np.maximum(a[1], b[:, 1]), 0, None)
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def context_crop(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray, source: str, identity: str,
@@ -256,7 +248,7 @@ def make_probes(faces: Sequence[Face], detect: Detect | None, kinds: Sequence[st
             if kind != "clean" and detect is not None:
                 boxes, found = detect(image)
                 if len(boxes):
-                    iou = box_iou(box, boxes)
+                    iou = iou_matrix(np.asarray(box, np.float32)[None], boxes)[0]
                     best = int(np.argmax(iou))
                     if iou[best] >= 0.3:
                         box, marks, redetected = np.asarray(boxes[best], np.float64), found[best], True

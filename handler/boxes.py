@@ -88,16 +88,6 @@ def clip_boxes(boxes: np.ndarray, width: int, height: int) -> np.ndarray:
     return b
 
 
-def scale_boxes(boxes: np.ndarray, factor: float) -> np.ndarray:
-    """Boxes multiplied by ``factor`` (from a resized image's pixels back to the source's)."""
-    return as_boxes(boxes) * np.float32(factor)
-
-
-def scale_points(points: np.ndarray, factor: float) -> np.ndarray:
-    """Points (..., 2) multiplied by ``factor``."""
-    return np.asarray(points, dtype=np.float32) * np.float32(factor)
-
-
 def square_boxes(boxes: np.ndarray) -> np.ndarray:
     """Each box grown to a square of its longer side about the same centre."""
     b = as_boxes(boxes)

@@ -64,7 +64,3 @@ def error_body(status: int, message: str, kind: str = "") -> bytes:
     ``{"code": 413, "type": "PayloadTooLargeError", "message": "..."}``."""
     kind = kind or HTTPStatus(status).phrase.replace(" ", "")
     return json.dumps({"code": int(status), "type": kind, "message": message}).encode("utf-8")
-
-
-def body_of(error: RequestError) -> bytes:
-    return error_body(error.status_code, error.message, type(error).__name__)

@@ -124,11 +124,6 @@ def read_record(model_dir: Path) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
 
 
-def expected_sha256(model_file: ModelFile, model_dir: Path) -> str | None:
-    """The hash a file must have: the manifest's, else the one fetch recorded when it installed it."""
-    return model_file.sha256 or read_record(model_dir).get(model_file.path)
-
-
 def verify_file(path: str | Path, sha256: str | None) -> bool:
     """True when ``path`` is a file whose sha256 is ``sha256`` (False when there is no hash to check)."""
     path = Path(path)

@@ -282,14 +282,6 @@ class Plan:
         return cls.from_dict(data)
 
 
-def dumps(plan: Plan, indent: int | None = None) -> bytes:
-    return plan.dumps(indent)
-
-
-def loads(body: bytes | str) -> Plan:
-    return Plan.loads(body)
-
-
 # ----------------------------------------------------------------------------------------------
 # make_plan
 

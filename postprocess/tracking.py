@@ -131,13 +131,6 @@ class FaceTrack:
                          np.concatenate([p.padded for p in parts]), np.concatenate([p.face_index for p in parts]))
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(t,4) x (n,4) -> (t,n) IoU; 0 where the union is empty."""
-    a = np.asarray(a, np.float64)[:, None, :]
-    b = np.asarray(b, np.float64)[None, :, :]
-    return _iou(a, b, a[..., 2:] - a[..., :2], b[..., 2:] - b[..., :2])
-
-
 def _iou(a: np.ndarray, b: np.ndarray, wh_a: np.ndarray, wh_b: np.ndarray) -> np.ndarray:
     inter_wh = np.maximum(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0.0)
     inter = inter_wh[..., 0] * inter_wh[..., 1]
