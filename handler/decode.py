@@ -98,11 +98,16 @@ def _formats() -> tuple[str, ...]:
 
 
 def _open(body: bytes, limits: DecodeLimits) -> Image.Image:
+    # Only the header is read here; our own limit is checked below, before any pixel is decoded.
+    # Pillow's bomb check (a warning over MAX_IMAGE_PIXELS, an error over twice that) must not
+    # refuse what FACE_BLUR_MAX_PIXELS allows.
+    if Image.MAX_IMAGE_PIXELS is not None and 2 * Image.MAX_IMAGE_PIXELS < limits.max_pixels:
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(body), formats=_formats())
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageTooLargeError(
             f"image dimensions are over the limit of {limits.max_pixels:,} pixels "
             "(a decompression bomb is refused before decoding)") from None

@@ -215,6 +215,18 @@ def test_decompression_bombs_are_refused_from_their_header(side):
     assert caught.value.status_code == 413 and "pixels" in caught.value.message
 
 
+def test_a_raised_pixel_limit_is_ours_not_pillows():
+    """FACE_BLUR_MAX_PIXELS above Pillow's own bomb threshold (89 M pixels): an image under our limit
+    is not refused for Pillow's sake, one over it still is, before any pixel is decoded."""
+    from handler.decode import _open
+
+    body = bomb_png(11000)  # 121 M pixels: over Pillow's warning threshold, under its error one
+    image = _open(body, DecodeLimits(max_bytes=10**9, max_pixels=200_000_000))
+    assert image.size == (11000, 11000)
+    with pytest.raises(ImageTooLargeError, match="FACE_BLUR_MAX_PIXELS"):
+        _open(body, DecodeLimits(max_bytes=10**9, max_pixels=100_000_000))
+
+
 @pytest.mark.parametrize("content_type, expected", [
     (None, "application/x-image"), ("image/PNG ; q=1", "image/png"), ("application/x-image", "application/x-image"),
 ])
