@@ -78,8 +78,8 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int | 
     except ValueError:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if value < low or (high is not None and value > high):
-        upper = f" and {high}" if high is not None else ""
-        raise ConfigError(f"{name} must be at least {low}{upper}, got {value}")
+        span = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{name} must be {span}, got {value}")
     return value
 
 
@@ -134,12 +134,14 @@ class ServingConfig:
             raise ConfigError(f"embedder must be one of {', '.join(embedder_choices())}, got {self.embedder!r}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.max_pixels < 1 or self.max_payload_mb < 1:
-            raise ConfigError("max_pixels and max_payload_mb must be positive")
+        for name in ("max_pixels", "max_payload_mb"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
-        if self.response_timeout_s < 1 or self.startup_timeout_s < 1:
-            raise ConfigError("timeouts must be at least 1 second")
+        for name in ("response_timeout_s", "startup_timeout_s"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 second, got {getattr(self, name)}")
 
     @property
     def max_payload_bytes(self) -> int:
