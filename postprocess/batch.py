@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
+from postprocess.config import env_int
 from postprocess.run import JobOptions, finalize_step, plan_step, render_step, run
 from postprocess.storage import Store
 
@@ -33,9 +34,9 @@ def slice_from_env(array_size: int | None, env: Mapping[str, str]) -> tuple[int,
     """(index, count) of this job's share of the frames."""
     count = array_size
     if count is None:
-        raw = env.get("AWS_BATCH_JOB_ARRAY_SIZE") or env.get("FACE_BLUR_RENDER_ARRAY_SIZE") or "1"
-        count = int(raw)
-    index = int(env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0") or 0)
+        name = "AWS_BATCH_JOB_ARRAY_SIZE" if env.get("AWS_BATCH_JOB_ARRAY_SIZE") else "FACE_BLUR_RENDER_ARRAY_SIZE"
+        count = env_int(env, name, 1, 1, 10_000)
+    index = env_int(env, "AWS_BATCH_JOB_ARRAY_INDEX", 0, 0, 9_999)
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"array index {index} is outside an array of size {count}")
     return index, count
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--options", required=True, help="URI of face-blur-options.json (face-blur/options/v1)")
     parser.add_argument("--step", choices=STEPS, default="all", help="which step to run")
     parser.add_argument("--array-size", type=int, default=None,
-                        help="render: number of slices (default: from the environment, else 1)")
+                        help="render: number of slices (None: $AWS_BATCH_JOB_ARRAY_SIZE, else "
+                             "$FACE_BLUR_RENDER_ARRAY_SIZE, else 1)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 

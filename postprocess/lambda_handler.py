@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from postprocess.config import env_int
 from postprocess.reading import FRAME_SUFFIXES
 from postprocess.run import OPTIONS_NAME, JobOptions, run
 from postprocess.storage import StorageError, Store, join
@@ -48,16 +49,10 @@ class ConfigurationError(RuntimeError):
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigurationError(f"{name} must be from {low} to {high}, got {value}")
-    return value
+        return env_int(env, name, default, low, high)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def count_frames(store: Store, options: JobOptions, limit: int) -> int:
