@@ -277,12 +277,14 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
                                  progress=bar.update, overwrite=overwrite)
         return done.frame_count
     if kind == "photo":
-        data, image = read_image(source)
-        _check_size(plan, image.shape[1], image.shape[0], source)
         if output.suffix.lower() != source.suffix.lower():
             raise InputError(f"{output}: a photo is written in its own format ({source.suffix}); "
                              "give an output name with that extension")
-        body = render_image(data, source.name, plan.boxes(1), plan.is_full_frame(1), blurrer)
+        try:  # decoded once, by render_image, which also checks the size against the plan's
+            body = render_image(source.read_bytes(), source.name, plan.boxes(1), plan.is_full_frame(1), blurrer,
+                                (plan.width, plan.height) if plan.width else None)
+        except RenderError as exc:
+            raise InputError(str(exc)) from None
         _atomic_file(output, body, overwrite)
         return 1
     refs = _frame_refs(source)
