@@ -92,8 +92,6 @@ def load_centerface(path: str | Path, providers: list[str], threads: int = 0):
 
     A missing, corrupt or foreign file raises ModelLoadError naming ``path``.
     """
-    import onnxruntime as ort
-
     path = Path(path)
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
@@ -109,18 +107,7 @@ def load_centerface(path: str | Path, providers: list[str], threads: int = 0):
                 "so that it can be made dynamic at load time, or supply a model with dynamic dims"
             ) from None
         return session
-    if data is None:
-        return open_session(path, providers, threads)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        session = ort.InferenceSession(data, sess_options=opts, providers=providers)
-    except Exception as exc:
-        raise ModelLoadError(f"model file {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-    log.info("loaded %s on %s (input made dynamic)", path.name, session.get_providers()[0])
-    return session
+    return open_session(path, providers, threads, data=data)
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int = ALIGN) -> np.ndarray:

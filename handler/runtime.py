@@ -40,15 +40,21 @@ def select_providers(device: str = "auto", gpu_fallback: bool = True) -> list[st
     return [CPU_PROVIDER]
 
 
-def open_session(path: str | Path, providers: list[str], threads: int = 0, memory_arena: bool = True):
+#: model file name -> the execution provider its session really got (read by the server's start-up log)
+SESSION_PROVIDERS: dict[str, str] = {}
+
+
+def open_session(path: str | Path, providers: list[str], threads: int = 0, memory_arena: bool = True,
+                 data: bytes | None = None):
     """An ``InferenceSession`` for ``path``; a missing or corrupt file raises ModelLoadError naming it.
 
     ``memory_arena=False`` for networks fed many input shapes (MTCNN's image pyramid): onnxruntime's
-    CPU arena keeps a block per shape and grew one worker past 1 GiB; without it, about 350 MiB."""
+    CPU arena keeps a block per shape and grew one worker past 1 GiB; without it, about 350 MiB.
+    ``data``: the model's bytes, already read (and rewritten) from ``path``, which names it in messages."""
     import onnxruntime as ort
 
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # converters leave harmless warnings by the hundred
@@ -56,9 +62,10 @@ def open_session(path: str | Path, providers: list[str], threads: int = 0, memor
         opts.intra_op_num_threads = threads
     opts.enable_cpu_mem_arena = memory_arena
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        session = ort.InferenceSession(str(path) if data is None else data, sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise ModelLoadError(f"model file {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-    used = session.get_providers()
-    log.info("loaded %s on %s", path.name, used[0])
+    used = session.get_providers()[0]
+    SESSION_PROVIDERS[path.name] = used
+    log.info("loaded %s on %s", path.name, used)
     return session

@@ -37,6 +37,7 @@ from handler.config import RUN_DIR_ENV, ServingConfig
 from handler.decode import DecodeLimits, decode_image
 from handler.errors import NotAcceptableError, error_body
 from handler.pipeline import FacePipeline, load_pipeline
+from handler.runtime import SESSION_PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,9 @@ class FaceInferenceHandler(DefaultInferenceHandler):
         config = self.config
         if config.device != "cpu":
             _preload_cuda_libraries()
-        recorder = _ProviderRecorder()
-        logging.getLogger("handler").addHandler(recorder)
-        try:
-            pipeline = load_pipeline(config.pipeline_config())
-        finally:
-            logging.getLogger("handler").removeHandler(recorder)
-        self.providers = dict(recorder.used)
+        SESSION_PROVIDERS.clear()
+        pipeline = load_pipeline(config.pipeline_config())
+        self.providers = dict(SESSION_PROVIDERS)
         started = time.perf_counter()
         pipeline.analyse(np.zeros((360, 640, 3), np.uint8))  # warm-up: a worker is ready only once it ran
         log.info("warm-up frame analysed in %.0f ms", 1000 * (time.perf_counter() - started))
@@ -101,19 +98,6 @@ class FaceInferenceHandler(DefaultInferenceHandler):
     def default_output_fn(self, prediction: FrameResult, accept: str | None, context: Any = None
                           ) -> tuple[bytes, str]:
         return dumps(prediction), check_accept(accept)
-
-
-class _ProviderRecorder(logging.Handler):
-    """Collects the provider each onnxruntime session really got, from the "loaded <file> on
-    <provider>" lines that handler.runtime.open_session (and CenterFace's loader) log."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.used: dict[str, str] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, str) and record.msg.startswith("loaded %s on %s") and len(record.args or ()) >= 2:
-            self.used[str(record.args[0])] = str(record.args[1])
 
 
 def _preload_cuda_libraries() -> None:
