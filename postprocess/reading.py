@@ -125,7 +125,7 @@ def read_results(store: Store, frames: Sequence[FrameRef], results_uri: str,
         else:
             out.missing.append(frame)
 
-    def load(frame: FrameRef) -> tuple[bytes, int] | str:
+    def load(frame: FrameRef) -> FrameResult | str:
         uri = join(results_uri, frame.key + suffix)
         try:
             body = store.read(uri)
@@ -134,7 +134,7 @@ def read_results(store: Store, frames: Sequence[FrameRef], results_uri: str,
                 return "result object disappeared"
             raise
         try:
-            return body, len(loads(body, frame.number).faces)  # validated here, parsed again when planned
+            return loads(body, frame.number)
         except ContractError as exc:
             return str(exc)
 
@@ -142,7 +142,7 @@ def read_results(store: Store, frames: Sequence[FrameRef], results_uri: str,
         if isinstance(loaded, str):
             out.unreadable.append((frame, loaded))
         else:
-            out.results.add_body(frame.number, *loaded)
+            out.results.add(frame.number, loaded)
     out.unreadable.sort(key=lambda item: item[0].number)
     return out
 

@@ -1,11 +1,16 @@
 """Frame results on disk, not in memory: an 8-hour video at 30 fps is 864,000 results, several GB
 of parsed objects with their embeddings. ``make_plan`` reads each result once (and a few again for
-identity samples), so a temporary file with an index is enough."""
+identity samples), so a temporary file with an index is enough.
+
+Results are stored already parsed (pickled ``FrameResult``s: about 12 us to read back, against
+150 us to parse the JSON again). The file is private to this process, written by it and deleted on
+``close``: nothing from outside is ever unpickled; the wire format stays JSON."""
 
 from __future__ import annotations
 
 import bisect
 import os
+import pickle
 import tempfile
 import threading
 from array import array
@@ -14,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import FrameResult, dumps, loads
+from contract import FrameResult
 
 
 class ResultStore(Mapping[int, FrameResult]):
     """Frame results kept in a temporary file, read back on access (``Mapping[int, FrameResult]``).
 
     Memory holds three 8-byte integers per frame (8 MB for three hours at 30 fps); the results
-    themselves (the same ``face-blur/frame/v1`` bytes the server returns, about 1-3 KB a frame)
-    live on disk. ``add`` is thread-safe and may come in any order; the file is deleted on ``close``.
+    themselves (about 1-4 KB a frame) live on disk. ``add`` is thread-safe and may come in any order;
+    the file is deleted on ``close``.
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
@@ -35,10 +40,7 @@ class ResultStore(Mapping[int, FrameResult]):
         self.faces = 0
 
     def add(self, frame: int, result: FrameResult) -> None:
-        self.add_body(frame, dumps(result), len(result.faces))
-
-    def add_body(self, frame: int, body: bytes, faces: int) -> None:
-        """Store a result's ``face-blur/frame/v1`` bytes as they are (already validated by the caller)."""
+        body = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             self._file.seek(0, os.SEEK_END)
             offset = self._file.tell()
@@ -48,7 +50,7 @@ class ResultStore(Mapping[int, FrameResult]):
             self._frames.append(int(frame))
             self._offsets.append(offset)
             self._sizes.append(len(body))
-            self.faces += faces
+            self.faces += len(result.faces)
 
     def _sort(self) -> None:
         if not self._sorted:
@@ -66,7 +68,9 @@ class ResultStore(Mapping[int, FrameResult]):
                 raise KeyError(frame)
             self._file.seek(self._offsets[i])
             body = self._file.read(self._sizes[i])
-        return loads(body, frame_index=frame)
+        result = pickle.loads(body)  # our own temporary file (see the module docstring)
+        result.faces.frame_index = frame
+        return result
 
     def __iter__(self) -> Iterator[int]:
         with self._lock:

@@ -22,18 +22,15 @@ def test_results_come_back_by_frame_number_in_order_whatever_order_they_were_add
     frames = [7, 3, 11, 1, 5]
     originals = {f: _result(f % 3, f) for f in frames}
     for f in frames:
-        if f % 2:
-            store.add(f, originals[f])
-        else:
-            store.add_body(f, dumps(originals[f]), len(originals[f].faces))
+        store.add(f, originals[f])
     assert list(store) == sorted(frames) and len(store) == 5
     assert store.faces == sum(len(r.faces) for r in originals.values())
     for f in frames:
         back = store[f]
         assert back.faces.frame_index == f
-        np.testing.assert_allclose(back.faces.xyxy, originals[f].faces.xyxy, atol=0.06)
-        if len(back.faces):  # a frame without faces has no embedding width on the wire
-            np.testing.assert_allclose(back.faces.embedding, originals[f].faces.embedding, atol=2e-3)
+        np.testing.assert_array_equal(back.faces.xyxy, originals[f].faces.xyxy)
+        np.testing.assert_array_equal(back.faces.embedding, originals[f].faces.embedding)
+        assert back.embedder == originals[f].embedder
     assert 4 not in store
     store.close()
 
@@ -42,14 +39,14 @@ def test_memory_holds_an_index_not_the_results():
     import tracemalloc
 
     store = ResultStore()
-    body = dumps(_result(3, 0))
+    result = _result(3, 0)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for f in range(20_000):  # 20,000 frames of 3 faces: about 45 MB of JSON
-        store.add_body(f, body, 3)
+        store.add(f, result)
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert len(body) * 20_000 > 30_000_000
+    assert len(dumps(result)) * 20_000 > 30_000_000
     assert grown < 2_000_000, f"{grown:,} bytes held for 20,000 results"
     assert len(store[19_999].faces) == 3
     store.close()
