@@ -37,7 +37,7 @@ empty, reversed, off-frame, NaN/inf and degenerate (0 or 1 px) boxes never raise
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
@@ -74,6 +74,21 @@ class RenderConfig:
     fill: tuple[int, int, int] = (0, 0, 0)
     jpeg_quality: int = 95
     png_compress_level: int = 1
+
+    def to_dict(self) -> dict:
+        """JSON-ready options (the plan, the job options and the run digest record them)."""
+        return {**asdict(self), "fill": list(self.fill)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RenderConfig:
+        """The inverse of :meth:`to_dict`; every key optional, unknown keys are an error."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown render options: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        if "fill" in values:
+            values["fill"] = tuple(values["fill"])
+        return cls(**values)
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:

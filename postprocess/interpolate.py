@@ -10,9 +10,8 @@ from dataclasses import replace
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
+from postprocess.config import INTERPOLATIONS as METHODS
 from postprocess.tracking import FaceTrack
-
-METHODS = ("pchip", "linear")
 
 
 def interpolate_gaps(track: FaceTrack, method: str = "pchip") -> FaceTrack:

@@ -110,9 +110,7 @@ class RunConfig:
         return self.workers or default_workers()
 
     def to_dict(self) -> dict[str, Any]:
-        render = asdict(self.render)
-        render["fill"] = list(self.render.fill)
-        return {"plan": self.plan.to_dict(), "render": render, "missing": self.missing,
+        return {"plan": self.plan.to_dict(), "render": self.render.to_dict(), "missing": self.missing,
                 "frame_pattern": self.frame_pattern, "workers": self.workers,
                 "results_suffix": self.results_suffix}
 
@@ -129,13 +127,7 @@ class RunConfig:
         if "plan" in values:
             values["plan"] = PlanConfig.from_dict(values["plan"] or {})
         if "render" in values:
-            render = dict(values["render"] or {})
-            unknown = set(render) - {f.name for f in fields(RenderConfig)}
-            if unknown:
-                raise ValueError(f"unknown render options: {', '.join(sorted(unknown))}")
-            if "fill" in render:
-                render["fill"] = tuple(render["fill"])
-            values["render"] = RenderConfig(**render)
+            values["render"] = RenderConfig.from_dict(values["render"] or {})
         return cls(**values)
 
 
@@ -223,9 +215,7 @@ def check_locations(frames_uri: str, results_uri: str, output_uri: str, referenc
 def run_digest(plan_json: bytes, render: RenderConfig, frames: RenderManifest | list) -> str:
     h = hashlib.sha256()
     h.update(plan_json)
-    render_dict = asdict(render)
-    render_dict["fill"] = list(render.fill)
-    h.update(json.dumps(render_dict, sort_keys=True).encode())
+    h.update(json.dumps(render.to_dict(), sort_keys=True).encode())
     refs = frames.frames if isinstance(frames, RenderManifest) else frames
     h.update(json.dumps([[f.number, f.key] for f in refs], separators=(",", ":")).encode())
     return h.hexdigest()
