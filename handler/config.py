@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 
+from handler.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from handler.detector import BACKENDS, DetectorConfig
 from handler.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, default_model_dir
 
@@ -120,8 +121,8 @@ class ServingConfig:
     embedder: str = "auto"
     device: str = "auto"
     gpu_fallback: bool = True
-    max_pixels: int = 36_000_000
-    max_payload_mb: int = 6
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_payload_mb: int = DEFAULT_MAX_BYTES // 2**20
     workers: int | None = None  # None: default_workers() at start-up
     response_timeout_s: int = 60
     startup_timeout_s: int = 600

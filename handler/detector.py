@@ -121,7 +121,7 @@ class FrameDetector:
     mostly inside a larger one (a fragment of a close-up) gives way to the larger box. 0: off.
     """
 
-    def __init__(self, backend: Backend, min_face: float = 16, max_side: int = 1280,
+    def __init__(self, backend: Backend, min_face: float = 16, max_side: int = 1920,
                  enhancer: DarkEnhancer | None = None, coarse_side: int = 0) -> None:
         if min_face <= 0:
             raise ValueError(f"min_face must be positive, got {min_face}")
