@@ -40,20 +40,9 @@ def _version() -> str:
 
 def _number(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
             name: str = "") -> Callable[[str], Any]:
-    """An argparse ``type=`` that parses and range-checks (the message names the range)."""
+    from postprocess.__main__ import number_argument
 
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            span = f"{low} to {high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range ({span})")
-        return value
-
-    parse.__name__ = name or kind.__name__
-    return parse
+    return number_argument(kind, low, high, name)
 
 
 def _thresholds(text: str) -> tuple[float, float, float]:
@@ -74,79 +63,27 @@ def _defaults(cls) -> dict[str, Any]:
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
-    from postprocess.__main__ import pick_argument
-    from postprocess.config import INTERPOLATIONS, MODES, PICK_ACTIONS, PlanConfig
+    from postprocess.__main__ import add_plan_arguments
 
-    d = _defaults(PlanConfig)
-    g = parser.add_argument_group("which faces to blur (postprocess/config.py)")
-    g.add_argument("--mode", choices=MODES, default=d["mode"],
-                   help="all: every face; unknown: all but the --ref people; known: only the --ref people; "
-                        "select: the people under --pick")
-    g.add_argument("--pick", action="append", type=pick_argument, default=[], metavar="FRAME:X:Y",
-                   help="mode select: a point on a face (frame number from 1, pixels); repeatable "
-                        "(default: none)")
-    g.add_argument("--pick-action", choices=PICK_ACTIONS, default=d["pick_action"],
-                   help="mode select: blur the picked people, or keep them and blur everyone else")
-    g.add_argument("--identity-threshold", type=_number(float, -1.0, 1.0), default=None,
-                   help="centre of the zone of doubt on a sequence's cosine similarity to a person (default: "
-                        "per embedder: 0.40 mobilefacenet, 0.35 arcface-r100, 0.91 dlib)")
-    g.add_argument("--identity-margin", type=_number(float, 0.0, 0.99), default=None,
-                   help="half-width of the zone of doubt: keep clear only at threshold + margin; from "
-                        "threshold - margin up, blur as that person (default: per embedder: 0.18 "
-                        "mobilefacenet, 0.12 arcface-r100, 0.03 dlib)")
-    g.add_argument("--min-samples", type=_number(int, 1), default=d["min_samples"],
-                   help="detections of a sequence that must match before it counts as a person")
-    g.add_argument("--cut-threshold", type=_number(float, 0.01, 2.0), default=d["cut_threshold"],
-                   help="shot cut: L1 distance between frame signatures (2 turns cut detection off)")
-    g.add_argument("--max-gap", type=_number(int, 0), default=d["max_gap"],
-                   help="frames a face sequence survives without a detection")
-    g.add_argument("--join-gap", type=_number(int, 0), default=d["join_gap"],
-                   help="join sequences of one shot at most this many frames apart")
-    g.add_argument("--min-length", type=_number(int, 1), default=d["min_length"],
-                   help="shorter sequences are false positives unless their score reaches --short-keep-score")
-    g.add_argument("--short-keep-score", type=_number(float, 0.0), default=d["short_keep_score"],
-                   help="a short sequence with this detector score is still blurred")
-    g.add_argument("--interpolation", choices=INTERPOLATIONS, default=d["interpolation"],
-                   help="boxes of frames inside a sequence without a detection")
-    g.add_argument("--smooth-window", type=_number(int, 1), default=d["smooth_window"],
-                   help="centred moving average of the boxes, frames (1: off)")
-    g.add_argument("--pad-frames", type=_number(int, 0), default=d["pad_frames"],
-                   help="anti-flicker: extend each sequence this many frames at both ends")
+    add_plan_arguments(parser, advanced=False)  # python -m postprocess has the advanced ones too
 
 
 def _plan_config(args: argparse.Namespace):
-    from postprocess.config import PlanConfig
+    from postprocess.__main__ import plan_config_from_args
 
-    return PlanConfig(mode=args.mode, picks=tuple(args.pick), pick_action=args.pick_action,
-                      identity_threshold=args.identity_threshold, identity_margin=args.identity_margin,
-                      min_samples=args.min_samples, max_samples=max(args.min_samples, PlanConfig().max_samples),
-                      cut_threshold=args.cut_threshold, max_gap=args.max_gap, join_gap=args.join_gap,
-                      min_length=args.min_length, short_keep_score=args.short_keep_score,
-                      interpolation=args.interpolation, smooth_window=args.smooth_window,
-                      pad_frames=args.pad_frames)
+    return plan_config_from_args(args)
 
 
 def _add_blur_options(parser: argparse.ArgumentParser) -> None:
-    from postprocess.blur import SHAPES, STYLES, RenderConfig
+    from postprocess.__main__ import add_render_arguments
 
-    d = _defaults(RenderConfig)
-    g = parser.add_argument_group("how faces are hidden (postprocess/blur.py)")
-    g.add_argument("--style", choices=STYLES, default=d["style"],
-                   help="blur: Gaussian; box: box filter; pixelate: mosaic; solid: filled (cannot be undone)")
-    g.add_argument("--shape", choices=SHAPES, default=d["shape"], help="mask shape inside the scaled box")
-    g.add_argument("--mask-scale", type=_number(float, 1.0, 4.0), default=d["mask_scale"],
-                   help="exact width and height factor from face box to blurred region")
-    g.add_argument("--extend-head", type=_number(float, 0.0, 2.0), default=d["extend_head"],
-                   help="extend the box upward by this fraction of its height first (hair)")
-    g.add_argument("--strength", type=_number(float, 0.02, 1.0), default=d["strength"],
-                   help="blur sigma / box radius / mosaic cell as a fraction of the face size")
+    add_render_arguments(parser, advanced=False)
 
 
 def _render_config(args: argparse.Namespace):
-    from postprocess.blur import RenderConfig
+    from postprocess.__main__ import render_config_from_args
 
-    return RenderConfig(style=args.style, shape=args.shape, mask_scale=args.mask_scale,
-                        extend_head=args.extend_head, strength=args.strength)
+    return render_config_from_args(args)
 
 
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:

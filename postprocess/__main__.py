@@ -16,34 +16,34 @@ import argparse
 import dataclasses
 import json
 import logging
-import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from postprocess import config as plan_config_module
 from postprocess.blur import SHAPES, STYLES, RenderConfig
 from postprocess.config import INTERPOLATIONS, MODES, PICK_ACTIONS, Pick, PlanConfig
 from postprocess.run import MISSING_POLICIES, RunConfig, run
 
 log = logging.getLogger(__name__)
 
-_CHOICES = {"mode": MODES, "pick_action": PICK_ACTIONS, "interpolation": INTERPOLATIONS}
 
 
-def _plan_help() -> dict[str, str]:
-    """Each option's description in ``postprocess/config.py``'s docstring (with its continuation lines)."""
-    out: dict[str, str] = {}
-    current = None
-    for line in (plan_config_module.__doc__ or "").splitlines():
-        match = re.match(r"^\s{4}(\w+) = \S+\s+(.*)$", line)
-        if match:
-            current = match[1]
-            out[current] = match[2].strip()
-        elif current and line.startswith(" " * 8) and line.strip():
-            out[current] += " " + line.strip()
-        else:
-            current = None
-    return {k: v.replace("``", "") for k, v in out.items()}
+def number_argument(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
+                    name: str = "") -> Callable[[str], Any]:
+    """An argparse ``type=`` that parses and range-checks (the message names the range)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f"{low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{text} is out of range ({span})")
+        return value
+
+    parse.__name__ = name or kind.__name__
+    return parse
 
 
 def pick_argument(text: str) -> Pick:
@@ -54,24 +54,60 @@ def pick_argument(text: str) -> Pick:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
-    """One option per ``PlanConfig`` field (``--max-gap`` for ``max_gap``; picks as repeated ``--pick``)."""
-    group = parser.add_argument_group("plan options (which faces to blur; see postprocess/config.py)")
-    helps = _plan_help()
-    for f in dataclasses.fields(PlanConfig):
-        default = f.default
-        text = helps.get(f.name, f"PlanConfig.{f.name}").replace("%", "%%")
-        if f.name == "picks":
-            group.add_argument("--pick", dest="picks", action="append", type=pick_argument, default=[],
-                               metavar="FRAME:X:Y", help="mode select: a point on a face to pick (repeatable)")
-            continue
-        option = "--" + f.name.replace("_", "-")
-        if f.name in _CHOICES:
-            group.add_argument(option, dest=f.name, choices=_CHOICES[f.name], default=default, help=text)
-        elif default is None:  # identity_threshold, identity_margin: per-embedder defaults
-            group.add_argument(option, dest=f.name, type=float, default=None, help=text)
-        else:
-            group.add_argument(option, dest=f.name, type=type(default), default=default, help=text)
+def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True) -> None:
+    """The ``PlanConfig`` options (``--max-gap`` for ``max_gap``, picks as repeated ``--pick``), the
+    one definition ``face-blur run`` and ``python -m postprocess`` share; ``advanced`` adds the
+    tuning knobs (sampling, cut spikes, matching weights, padding growth)."""
+    d = PlanConfig()
+    n = number_argument
+    g = parser.add_argument_group("which faces to blur (postprocess/config.py)")
+    g.add_argument("--mode", choices=MODES, default=d.mode,
+                   help="all: every face; unknown: all but the reference people; known: only the reference "
+                        "people; select: the people under --pick")
+    g.add_argument("--pick", dest="picks", action="append", type=pick_argument, default=[], metavar="FRAME:X:Y",
+                   help="mode select: a point on a face (frame number from 1, pixels); repeatable (default: none)")
+    g.add_argument("--pick-action", choices=PICK_ACTIONS, default=d.pick_action,
+                   help="mode select: blur the picked people, or keep them and blur everyone else")
+    g.add_argument("--identity-threshold", type=n(float, -1.0, 1.0), default=None,
+                   help="centre of the zone of doubt on a sequence's cosine similarity to a person (default: "
+                        "per embedder: 0.40 mobilefacenet, 0.35 arcface-r100, 0.91 dlib)")
+    g.add_argument("--identity-margin", type=n(float, 0.0, 0.99), default=None,
+                   help="half-width of the zone of doubt: keep clear only at threshold + margin; from "
+                        "threshold - margin up, blur as that person (default: per embedder: 0.18 "
+                        "mobilefacenet, 0.12 arcface-r100, 0.03 dlib)")
+    g.add_argument("--min-samples", type=n(int, 1), default=d.min_samples,
+                   help="detections of a sequence that must match before it counts as a person")
+    g.add_argument("--cut-threshold", type=n(float, 0.01, 2.0), default=d.cut_threshold,
+                   help="shot cut: distance between frame signatures (2 turns cut detection off)")
+    g.add_argument("--max-gap", type=n(int, 0), default=d.max_gap,
+                   help="frames a face sequence survives without a detection")
+    g.add_argument("--join-gap", type=n(int, 0), default=d.join_gap,
+                   help="join sequences of one shot at most this many frames apart")
+    g.add_argument("--min-length", type=n(int, 1), default=d.min_length,
+                   help="shorter sequences are false positives unless their score reaches --short-keep-score")
+    g.add_argument("--short-keep-score", type=n(float, 0.0), default=d.short_keep_score,
+                   help="a short sequence with this detector score is still blurred")
+    g.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
+                   help="boxes of frames inside a sequence without a detection")
+    g.add_argument("--smooth-window", type=n(int, 1), default=d.smooth_window,
+                   help="centred moving average of the boxes, frames (1: off)")
+    g.add_argument("--pad-frames", type=n(int, 0), default=d.pad_frames,
+                   help="anti-flicker: extend each sequence this many frames at both ends")
+    if not advanced:
+        return
+    g.add_argument("--max-samples", type=n(int, 1), default=d.max_samples,
+                   help="embeddings sampled per sequence for identity (spread over it, best quality)")
+    g.add_argument("--cut-spike-ratio", type=n(float, 0.0), default=d.cut_spike_ratio,
+                   help="a smaller signature jump is a cut when it is this many times the local median (0: off)")
+    g.add_argument("--max-cost", type=n(float, 0.0), default=d.max_cost,
+                   help="two faces of consecutive frames are never linked above this matching cost")
+    g.add_argument("--iou-weight", type=n(float, 0.0), default=d.iou_weight, help="matching cost: 1 - IoU weight")
+    g.add_argument("--distance-weight", type=n(float, 0.0), default=d.distance_weight,
+                   help="matching cost: centre distance (in face sizes) weight")
+    g.add_argument("--embedding-weight", type=n(float, 0.0), default=d.embedding_weight,
+                   help="matching cost: embedding cosine distance weight")
+    g.add_argument("--pad-growth", type=n(float, 0.0), default=d.pad_growth,
+                   help="a padded box grows by this fraction of its size per frame from the sequence")
 
 
 def _rgb(text: str) -> tuple[int, int, int]:
@@ -85,25 +121,30 @@ def _rgb(text: str) -> tuple[int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def add_render_arguments(parser: argparse.ArgumentParser) -> None:
+def add_render_arguments(parser: argparse.ArgumentParser, advanced: bool = True) -> None:
+    """The ``RenderConfig`` options; ``advanced`` adds edge, fill colour and output encoding."""
     d = RenderConfig()
-    group = parser.add_argument_group("blur options (see postprocess/blur.py)")
-    group.add_argument("--style", choices=STYLES, default=d.style,
-                       help="blur: Gaussian; box: box filter; pixelate: mosaic; solid: fill (cannot be undone)")
-    group.add_argument("--shape", choices=SHAPES, default=d.shape, help="mask shape inside the scaled box")
-    group.add_argument("--mask-scale", type=float, default=d.mask_scale,
-                       help="exact width/height factor from face box to blurred region")
-    group.add_argument("--extend-head", type=float, default=d.extend_head,
-                       help="extend the box upward by this fraction of its height (hair)")
-    group.add_argument("--strength", type=float, default=d.strength,
-                       help="blur sigma / mosaic cell as a fraction of the face size")
-    group.add_argument("--min-kernel", type=int, default=d.min_kernel, help="smallest sigma / cell in pixels")
-    group.add_argument("--feather", type=float, default=d.feather,
-                       help="soft edge outside the region, fraction of the face size (0: hard)")
-    group.add_argument("--fill", type=_rgb, default=d.fill, metavar="R,G,B", help="colour of --style solid")
-    group.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality, help="quality of JPEG output frames")
-    group.add_argument("--png-compress-level", type=int, default=d.png_compress_level,
-                       help="zlib level of PNG output frames (always lossless)")
+    n = number_argument
+    g = parser.add_argument_group("how faces are hidden (postprocess/blur.py)")
+    g.add_argument("--style", choices=STYLES, default=d.style,
+                   help="blur: Gaussian; box: box filter; pixelate: mosaic; solid: filled (cannot be undone)")
+    g.add_argument("--shape", choices=SHAPES, default=d.shape, help="mask shape inside the scaled box")
+    g.add_argument("--mask-scale", type=n(float, 1.0, 4.0), default=d.mask_scale,
+                   help="exact width and height factor from face box to blurred region")
+    g.add_argument("--extend-head", type=n(float, 0.0, 2.0), default=d.extend_head,
+                   help="extend the box upward by this fraction of its height first (hair)")
+    g.add_argument("--strength", type=n(float, 0.02, 1.0), default=d.strength,
+                   help="blur sigma / box radius / mosaic cell as a fraction of the face size")
+    if not advanced:
+        return
+    g.add_argument("--min-kernel", type=n(int, 1), default=d.min_kernel, help="smallest sigma / cell in pixels")
+    g.add_argument("--feather", type=n(float, 0.0, 1.0), default=d.feather,
+                   help="soft edge outside the region, fraction of the face size (0: hard)")
+    g.add_argument("--fill", type=_rgb, default=d.fill, metavar="R,G,B", help="colour of --style solid")
+    g.add_argument("--jpeg-quality", type=n(int, 50, 100), default=d.jpeg_quality,
+                   help="quality of JPEG output frames")
+    g.add_argument("--png-compress-level", type=n(int, 0, 9), default=d.png_compress_level,
+                   help="zlib level of PNG output frames (always lossless)")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +162,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def plan_config_from_args(args: argparse.Namespace) -> PlanConfig:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PlanConfig) if hasattr(args, f.name)}
     values["picks"] = tuple(getattr(args, "picks", ()) or ())
+    if "max_samples" not in values:  # without the advanced options: never fewer samples than required
+        values["max_samples"] = max(values.get("min_samples", 1), PlanConfig().max_samples)
     return PlanConfig(**values)
 
 

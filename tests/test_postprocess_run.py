@@ -212,7 +212,7 @@ def test_command_line_errors_are_one_line_and_exit_1(tmp_path, analysed, capsys)
 
 
 @pytest.mark.parametrize(("argv", "named"), [
-    (["--mask-scale", "0.5"], "mask_scale"),
+    (["--mask-scale", "0.5"], "--mask-scale"),  # and its range
     (["--mode", "select"], "picks"),
     (["--style", "swirl"], "--style"),
     (["--pick", "nonsense"], "--pick"),
