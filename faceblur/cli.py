@@ -151,17 +151,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                    help="more log detail (-v: every stage and the traceback of an error; -vv: debug)")
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's default in --help; help text that names its default already is left as is."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        flag = isinstance(action.default, bool) and action.nargs == 0
-        if "default:" in text or action.default is argparse.SUPPRESS or action.required or flag:
-            return text
-        return super()._get_help_string(action) or text
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line (``face-blur run: error: ...``) and exit status 2."""
 
@@ -170,7 +159,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fmt = _HelpFormatter
+    from postprocess.__main__ import HelpFormatter
+
+    fmt = HelpFormatter
     parser = _Parser(
         prog="face-blur", formatter_class=fmt,
         description="Anonymise chosen faces in video: detect, follow each person, decide, blur.")

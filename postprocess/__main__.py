@@ -28,6 +28,17 @@ log = logging.getLogger(__name__)
 
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in --help; help text that names its default already is left as is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action.default, bool) and action.nargs == 0
+        if "default:" in text or action.default is argparse.SUPPRESS or action.required or flag:
+            return text
+        return super()._get_help_string(action) or text
+
+
 def number_argument(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
                     name: str = "") -> Callable[[str], Any]:
     """An argparse ``type=`` that parses and range-checks (the message names the range)."""
@@ -189,7 +200,7 @@ def add_io_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_parser(prog: str = "python -m postprocess") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog=prog, formatter_class=HelpFormatter,
         description="Blur the chosen faces of a video's frames, given the per-frame results of the inference "
                     "stage. Writes the blurred frames, face-blur-plan.json and, last, face-blur-complete.json.")
     add_io_arguments(parser)
