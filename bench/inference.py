@@ -268,7 +268,7 @@ def time_serving(frames: list[BenchFrame], budget: Budget, models: BenchModels, 
 
     from bench.frames import scene
     from contract import dumps, loads
-    from handler.decode import decode_image
+    from handler.serving.decode import decode_image
 
     pipeline = load_bench_pipeline(models, embedder)
     tiny = BenchFrame("64x64 0 faces", scene(64, 64, seed=3), 0, np.zeros((0, 4), np.float32))

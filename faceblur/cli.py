@@ -87,9 +87,10 @@ def _render_config(args: argparse.Namespace):
 
 
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
-    from handler.config import DEVICES, embedder_choices
     from handler.detector import BACKENDS, DetectorConfig
+    from handler.embedder import embedder_choices
     from handler.pipeline import DEFAULT_MODEL_DIR
+    from handler.runtime import DEVICES
 
     d = _defaults(DetectorConfig)
     g = parser.add_argument_group("inference (handler/)")
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=_cmd_render)
 
     serve = sub.add_parser("serve", help="start the inference server (127.0.0.1:8080 by default)",
-                           description="The inference server (handler/serve.py); its options follow: "
+                           description="The inference server (handler/serving/serve.py); its options follow: "
                                        "face-blur serve --help.", add_help=False)
     serve.add_argument("args", nargs=argparse.REMAINDER, help="options of handler.serve")
     serve.set_defaults(func=_cmd_serve, verbose=0)
@@ -291,7 +292,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from handler.serve import main as serve_main
+    from handler.serving.serve import main as serve_main
 
     return serve_main(list(args.args))
 

@@ -74,8 +74,8 @@ def default_output(path: Path) -> Path:
 
 def read_image(path: Path) -> tuple[bytes, np.ndarray]:
     """The file's bytes and its upright RGB pixels, decoded exactly as the inference server does."""
-    from handler.decode import DecodeLimits, decode_image
-    from handler.errors import RequestError
+    from handler.serving.decode import DecodeLimits, decode_image
+    from handler.serving.errors import RequestError
 
     try:
         data = path.read_bytes()

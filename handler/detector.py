@@ -136,6 +136,11 @@ class FrameDetector:
         self.enhancer = enhancer
         self.coarse_side = int(coarse_side)
 
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> the execution provider its session got (the backend's)."""
+        return dict(getattr(self.backend, "providers", {}))
+
     def detection_scale(self, height: int, width: int) -> float:
         """Factor from frame pixels to the pixels the backend sees."""
         return min(self.max_side / max(height, width), self.backend.native_min_face / self.min_face)

@@ -70,6 +70,11 @@ class EnsembleDetector:
         self.detectors = list(detectors)
         self.iou = iou
 
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> execution provider, over every member."""
+        return {k: v for d in self.detectors for k, v in getattr(d, "providers", {}).items()}
+
     def detect(self, image: np.ndarray) -> FrameFaces:
         parts = [detector.detect(image) for detector in self.detectors]
         counts = [f"{d.name}={len(p)}" for d, p in zip(self.detectors, parts, strict=True)]

@@ -55,6 +55,14 @@ class FacePipeline:
         self.detector = detector
         self.embedder = embedder
 
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> the execution provider its onnxruntime session got (dlib's files are absent:
+        dlib runs on the CPU by itself). The server logs and reports these at start-up."""
+        used = dict(getattr(self.detector, "providers", {}))
+        used.update(getattr(self.embedder, "providers", {}) if self.embedder is not None else {})
+        return used
+
     def analyse(self, image: np.ndarray, frame_index: int = -1) -> FrameResult:
         """``image`` HxWx3 uint8 RGB (upright) -> its ``face-blur/frame/v1`` result."""
         faces = self.detector.detect(image)
