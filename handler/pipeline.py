@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from contract import FrameResult
-from handler.detector import Detector, DetectorConfig, create_detector
+from handler.detector import Detector, DetectorConfig
+from handler.detector_factory import create_detector
 from handler.embedder import Embedder, create_embedder
 from handler.runtime import select_providers
 from handler.signature import frame_signature

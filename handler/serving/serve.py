@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import handler
 from handler.detector import BACKENDS, DetectorConfig
 from handler.embedder import embedder_choices
 from handler.runtime import DEVICES
@@ -103,6 +104,14 @@ def _free_port(taken: tuple[int, ...] = ()) -> int:
     raise OSError("no free loopback port below 32767 for multi-model-server")
 
 
+def _worker_path() -> str:
+    """PYTHONPATH for the workers: the folder this ``handler`` package was imported from first, so
+    that they run the same code as this process (MMS starts them in its run directory, where a
+    source checkout is not on the path and another installed copy could be found instead)."""
+    root = str(Path(handler.__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+
+
 def _alive(pid: int) -> bool:
     import psutil
 
@@ -162,7 +171,7 @@ class Supervisor:
             management_port=_free_port(taken=(self.gate.upstream_port,)), workers=self.workers, gpus=self.gpus,
             max_request_bytes=config.max_payload_bytes, response_timeout_s=config.response_timeout_s,
             vmargs=config.vmargs)
-        env = {**os.environ, **config.to_env(), RUN_DIR_ENV: str(self.run_dir)}
+        env = {**os.environ, **config.to_env(), RUN_DIR_ENV: str(self.run_dir), "PYTHONPATH": _worker_path()}
         try:
             self.mms = mms.start(settings, self.run_dir, env)
         except (mms.ModelServerError, OSError) as exc:
