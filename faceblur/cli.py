@@ -129,7 +129,7 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
     from faceblur.video import CODECS, PRESETS, EncodeConfig
 
     d = _defaults(EncodeConfig)
-    g = parser.add_argument_group("video output (faceblur/video.py)")
+    g = parser.add_argument_group("video output (faceblur/video/)")
     g.add_argument("--codec", choices=CODECS, default=d["codec"],
                    help="auto: H.264 yuv420p for 8-bit input, HEVC 10-bit for deeper input, VP9 for .webm")
     g.add_argument("--crf", type=_number(int, 0, 51), default=d["crf"],
