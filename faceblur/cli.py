@@ -40,7 +40,7 @@ def _version() -> str:
 
 def _number(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
             name: str = "") -> Callable[[str], Any]:
-    from postprocess.__main__ import number_argument
+    from postprocess.options import number_argument
 
     return number_argument(kind, low, high, name)
 
@@ -63,25 +63,25 @@ def _defaults(cls) -> dict[str, Any]:
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
-    from postprocess.__main__ import add_plan_arguments
+    from postprocess.options import add_plan_arguments
 
     add_plan_arguments(parser, advanced=False)  # python -m postprocess has the advanced ones too
 
 
 def _plan_config(args: argparse.Namespace):
-    from postprocess.__main__ import plan_config_from_args
+    from postprocess.options import plan_config_from_args
 
     return plan_config_from_args(args)
 
 
 def _add_blur_options(parser: argparse.ArgumentParser) -> None:
-    from postprocess.__main__ import add_render_arguments
+    from postprocess.options import add_render_arguments
 
     add_render_arguments(parser, advanced=False)
 
 
 def _render_config(args: argparse.Namespace):
-    from postprocess.__main__ import render_config_from_args
+    from postprocess.options import render_config_from_args
 
     return render_config_from_args(args)
 
@@ -160,7 +160,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from postprocess.__main__ import HelpFormatter
+    from postprocess.options import HelpFormatter
 
     fmt = HelpFormatter
     parser = _Parser(
@@ -229,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(transform)
     transform.set_defaults(func=_cmd_transform)
 
-    from postprocess.__main__ import add_io_arguments, add_plan_arguments, add_render_arguments, add_run_arguments
+    from postprocess.options import add_io_arguments, add_plan_arguments, add_render_arguments, add_run_arguments
 
     post = sub.add_parser("postprocess", formatter_class=fmt,
                           help="decide and blur from frames + per-frame results (local folders or s3://)",
@@ -313,7 +313,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 def _cmd_postprocess(args: argparse.Namespace) -> int:
     import json
 
-    from postprocess.__main__ import run_config_from_args
+    from postprocess.options import run_config_from_args
     from postprocess.run import run
 
     with _usage():

@@ -51,7 +51,7 @@ def extract_frames(video: str | Path, out_dir: str | Path, pattern: str = "img{:
     import av
     from PIL import Image
 
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     out_dir = Path(out_dir)
     sidecar = Path(sidecar_dir) if sidecar_dir else out_dir.with_name(out_dir.name + ".sidecar")
