@@ -22,19 +22,29 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from contract import FrameResult
+from faceblur.progress import progress_bar
 from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
 from postprocess.results import ResultStore
+from postprocess.summary import RunSummary
+
+if TYPE_CHECKING:  # imported where used: loading the models or scipy only when a command needs them
+    from tqdm import tqdm
+
+    from handler.pipeline import FacePipeline, PipelineConfig
+    from postprocess.blur import Blurrer, RenderConfig
+    from postprocess.config import PlanConfig
+    from postprocess.plan_format import Plan
+    from postprocess.reading import FrameRef
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +109,9 @@ def read_image(path: Path) -> tuple[bytes, np.ndarray]:
 class LocalConfig:
     """Everything ``face-blur run`` needs; each stage's own config inside (README "face-blur run")."""
 
-    pipeline: Any = None  # handler.pipeline.PipelineConfig (None: its defaults)
-    plan: Any = None  # postprocess.config.PlanConfig
-    render: Any = None  # postprocess.blur.RenderConfig
+    pipeline: PipelineConfig | None = None  # None: its defaults
+    plan: PlanConfig | None = None
+    render: RenderConfig | None = None
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     references: tuple[Path, ...] = ()
     workers: int = 2
@@ -114,47 +124,10 @@ class LocalConfig:
             raise ValueError(f"workers must be 1..64, got {self.workers}")
 
 
-@dataclass
-class RunSummary:
-    """What a run did, for the closing summary (and tests)."""
-
-    kind: str
-    input: Path
-    output: Path
-    frames: int = 0
-    faces: int = 0
-    plan: dict[str, Any] = field(default_factory=dict)
-    detector: str = ""
-    embedder: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        total = sum(self.seconds.values())
-        p = self.plan
-        out = [f"{self.kind} {self.input} -> {self.output}",
-               f"frames {self.frames}, faces detected {self.faces}, sequences {p.get('sequences', 0)}: "
-               f"blurred {p.get('blurred', 0)}, kept {p.get('kept', 0)}, borderline {p.get('borderline', 0)} "
-               f"(blurred), dropped as false positives {p.get('dropped', 0)}; whole frames blurred "
-               f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
-        if self.detector or self.embedder:
-            out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")
-        stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
-        out.append(f"time {total:.1f}s{rate}: {stages}")
-        return out
-
-
-def _bar(total: int | None, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total or None, desc=desc, unit="frame", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, leave=True)
-
-
 # ---------------------------------------------------------------------------------------------- stages
 
 
-def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, FrameResult]]:
+def load_references(pipeline: FacePipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, FrameResult]]:
     """``--ref`` paths -> {person: {photo name: result}}; a photo is one person named by its stem, a
     folder one person (named by the folder) with several photos. Each photo must show one face."""
     people: dict[str, dict[str, FrameResult]] = {}
@@ -182,7 +155,7 @@ def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, Fr
     return people
 
 
-def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -> int:
+def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, workers: int, bar: tqdm) -> int:
     """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame."""
     from postprocess.parallel import bounded_map
 
@@ -197,7 +170,7 @@ def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -
     return count
 
 
-def _frame_refs(folder: Path):
+def _frame_refs(folder: Path) -> list[FrameRef]:
     from postprocess.reading import FrameListError, list_frames
     from postprocess.storage import Store
 
@@ -207,10 +180,11 @@ def _frame_refs(folder: Path):
         raise InputError(f"{folder}: {exc}") from None
 
 
-def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar) -> None:
+def analyse_frames(pipeline: FacePipeline, folder: Path, refs: list[FrameRef], store: ResultStore, workers: int,
+                   bar: tqdm) -> None:
     from postprocess.parallel import bounded_map
 
-    def one(ref) -> FrameResult:
+    def one(ref: FrameRef) -> FrameResult:
         _, image = read_image(folder / ref.key)
         return pipeline.analyse(image, ref.number)
 
@@ -219,7 +193,7 @@ def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: in
         bar.update(1)
 
 
-def _blur_function(plan, blurrer) -> Callable[[int, np.ndarray], bool]:
+def _blur_function(plan: Plan, blurrer: Blurrer) -> Callable[[int, np.ndarray], bool]:
     def process(index: int, rgb: np.ndarray) -> bool:
         if plan.is_full_frame(index):
             blurrer.blur_whole(rgb)
@@ -261,7 +235,7 @@ def _atomic_file(path: Path, data: bytes, overwrite: bool) -> None:
         tmp.write_bytes(data)
 
 
-def render_input(kind: str, source: Path, output: Path, plan, render_config, encode: EncodeConfig,
+def render_input(kind: str, source: Path, output: Path, plan: Plan, render_config: RenderConfig, encode: EncodeConfig,
                  workers: int, progress: bool, overwrite: bool, total: int | None = None) -> int:
     """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written."""
     from postprocess.blur import Blurrer
@@ -272,7 +246,7 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
     if kind == "video":
         info = probe(source)
         _check_size(plan, info.width, info.height, source)
-        with _bar(total or info.estimated_frames, "blur+encode", progress) as bar:
+        with progress_bar(total or info.estimated_frames, "blur+encode", progress) as bar:
             done = rewrite_video(source, output, _blur_function(plan, blurrer), encode, workers,
                                  progress=bar.update, overwrite=overwrite)
         return done.frame_count
@@ -297,7 +271,7 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
         except RenderError as exc:
             raise InputError(str(exc)) from None
 
-    with _output_folder(output, overwrite) as tmp, _bar(len(refs), "blur", progress) as bar:
+    with _output_folder(output, overwrite) as tmp, progress_bar(len(refs), "blur", progress) as bar:
         for ref, body in bounded_map(one, refs, workers, window=workers * 2):
             target = tmp / ref.key
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -306,7 +280,7 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
     return len(refs)
 
 
-def _check_size(plan, width: int, height: int, source: Path) -> None:
+def _check_size(plan: Plan, width: int, height: int, source: Path) -> None:
     if plan.width and (plan.width, plan.height) != (width, height):
         raise InputError(f"{source} is {width}x{height} but the plan was made for {plan.width}x{plan.height}")
 
@@ -332,7 +306,7 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
         raise InputError(f"{output}: the output would replace the input")
     if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"{output}: the output of a video must be {', '.join(VIDEO_SUFFIXES)}")
-    summary = RunSummary(kind, source, output)
+    summary = RunSummary(output=str(output), kind=kind, input=str(source))
     clock = time.perf_counter()
     info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
 
@@ -346,14 +320,14 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
                 "slower and less accurate; see model/ to fetch one)")
     log.info("detector %s, embedder %s%s", summary.detector, summary.embedder or "none", note)
     references = load_references(pipeline, config.references) if config.references else None
-    summary.seconds["load"] = time.perf_counter() - clock
+    summary.stages["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     store = ResultStore()
     try:
         if kind == "video":
             assert info is not None
-            with _bar(info.estimated_frames, "decode+detect", config.progress) as bar:
+            with progress_bar(info.estimated_frames, "decode+detect", config.progress) as bar:
                 summary.frames = analyse_video(pipeline, source, store, config.workers, bar)
         elif kind == "photo":
             _, image = read_image(source)
@@ -361,11 +335,11 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
             summary.frames = 1
         else:
             refs = _frame_refs(source)
-            with _bar(len(refs), "detect", config.progress) as bar:
+            with progress_bar(len(refs), "detect", config.progress) as bar:
                 analyse_frames(pipeline, source, refs, store, config.workers, bar)
             summary.frames = len(refs)
         summary.faces = store.faces
-        summary.seconds["detect"] = time.perf_counter() - clock
+        summary.stages["detect"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         plan = make_plan(store, plan_config, references)
@@ -375,16 +349,17 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     if config.plan_path is not None:
         _atomic_file(config.plan_path, plan.dumps(indent=1), overwrite=True)
         log.info("plan written to %s", config.plan_path)
-    summary.seconds["plan"] = time.perf_counter() - clock
+    summary.stages["plan"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
                  config.overwrite, total=summary.frames)
-    summary.seconds["blur+write"] = time.perf_counter() - clock
+    summary.stages["blur+write"] = time.perf_counter() - clock
     return summary
 
 
-def render(source: Path, plan_path: Path, output: Path, render_config, encode: EncodeConfig | None = None,
+def render(source: Path, plan_path: Path, output: Path, render_config: RenderConfig,
+           encode: EncodeConfig | None = None,
            workers: int = 2, progress: bool = True, overwrite: bool = False) -> RunSummary:
     """``face-blur render``: re-render from a saved plan, without detecting again."""
     from postprocess.plan_format import Plan
@@ -396,10 +371,11 @@ def render(source: Path, plan_path: Path, output: Path, render_config, encode: E
         plan = Plan.loads(plan_path.read_bytes())
     except FileNotFoundError:
         raise InputError(f"{plan_path}: no such plan file") from None
-    summary = RunSummary(kind, source, output, plan=plan.summary, detector=plan.detector, embedder=plan.embedder)
+    summary = RunSummary(output=str(output), kind=kind, input=str(source), plan=plan.summary,
+                         detector=plan.detector, embedder=plan.embedder)
     clock = time.perf_counter()
     summary.frames = render_input(kind, source, output, plan, render_config, encode or EncodeConfig(), workers,
                                   progress, overwrite)
     summary.faces = int(plan.summary.get("faces", 0))
-    summary.seconds["blur+write"] = time.perf_counter() - clock
+    summary.stages["blur+write"] = time.perf_counter() - clock
     return summary
