@@ -19,7 +19,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # each stage is imported when its command runs (--help needs no model runtime)
+    from faceblur.video import EncodeConfig
+    from handler.pipeline import PipelineConfig
+    from postprocess.blur import RenderConfig
+    from postprocess.config import PlanConfig
 
 log = logging.getLogger("faceblur")
 
@@ -68,7 +74,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     add_plan_arguments(parser, advanced=False)  # python -m postprocess has the advanced ones too
 
 
-def _plan_config(args: argparse.Namespace):
+def _plan_config(args: argparse.Namespace) -> PlanConfig:
     from postprocess.options import plan_config_from_args
 
     return plan_config_from_args(args)
@@ -80,7 +86,7 @@ def _add_blur_options(parser: argparse.ArgumentParser) -> None:
     add_render_arguments(parser, advanced=False)
 
 
-def _render_config(args: argparse.Namespace):
+def _render_config(args: argparse.Namespace) -> RenderConfig:
     from postprocess.options import render_config_from_args
 
     return render_config_from_args(args)
@@ -115,7 +121,7 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                    help="do not raise the contrast of dark frames before detection")
 
 
-def _pipeline_config(args: argparse.Namespace):
+def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     from handler.detector import DetectorConfig
     from handler.pipeline import PipelineConfig
 
@@ -139,7 +145,7 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
                    help="keep GPS location metadata (removed by default)")
 
 
-def _encode_config(args: argparse.Namespace):
+def _encode_config(args: argparse.Namespace) -> EncodeConfig:
     from faceblur.video import EncodeConfig
 
     return EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, keep_location=args.keep_location)
@@ -240,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_arguments(post)
     add_render_arguments(post)
     add_run_arguments(post)
-    post.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    _add_common(post)
     post.set_defaults(func=_cmd_postprocess)
     return parser
 
@@ -313,12 +319,14 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 def _cmd_postprocess(args: argparse.Namespace) -> int:
     import json
 
+    from faceblur.progress import progress_bar
     from postprocess.options import run_config_from_args
     from postprocess.run import run
 
     with _usage():
         config = run_config_from_args(args)
-    summary = run(args.frames, args.results, args.output, config, args.references)
+    with progress_bar(None, "blur+write", args.progress) as bar:  # the frame count is known only inside run
+        summary = run(args.frames, args.results, args.output, config, args.references, progress=bar.update)
     print(json.dumps(summary.to_dict()))
     return EXIT_OK
 
