@@ -162,6 +162,8 @@ class VideoScore:
     noise: float  # the codec-noise level used (median block difference away from faces)
     threshold: float
     frame_mismatch: str = ""
+    stray_blocks: int = 0  # changed blocks away from faces (to pool clips: sum these over sum far_blocks)
+    far_blocks: int = 0
     missed: list[tuple[int, str]] = field(default_factory=list)  # (frame, track) of every missed instance
 
     def to_dict(self) -> dict:
@@ -214,6 +216,7 @@ def score_frames(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], tr
     return VideoScore(truth.name, len(diffs), instances, blurred, blurred / instances if instances else 1.0,
                       track_recall, len(per_track), missed_tracks, partial,
                       stray_changed / stray_total if stray_total else 0.0, noise, threshold, mismatch,
+                      stray_changed, stray_total,
                       [(i, t) for t, v in sorted(per_track.items()) for i, ok in v if not ok])
 
 
