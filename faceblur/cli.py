@@ -297,7 +297,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _add_review_parser(sub, fmt) -> None:
-    review = sub.add_parser("review", formatter_class=fmt, help="check and edit a plan on a local web page, then render",
+    review = sub.add_parser("review", formatter_class=fmt,
+                            help="check and edit a plan on a local web page, then render",
                             description="A web page on this machine with one card per person: flip who is blurred, "
                                         "check any frame, add a missed face, save the edited plan beside the "
                                         "original and render it (faceblur/review/).")

@@ -196,7 +196,8 @@ def create_app(session: ReviewSession, hosts: list[str] | None = None) -> Starle
         return _picture(await run_in_threadpool(session.frame_image, number, mode), request)
 
     async def boxes(request: Request) -> Response:
-        return JSONResponse({"frame": request.path_params["number"], "boxes": session.boxes(request.path_params["number"])})
+        number = request.path_params["number"]
+        return JSONResponse({"frame": number, "boxes": session.boxes(number)})
 
     async def decision(request: Request) -> Response:
         body = await _json_body(request)

@@ -187,10 +187,9 @@ class ReviewSession:
         if _is_s3(self.plan_uri):
             return _parent(self.plan_uri) + "reviewed/"
         src = Path(self.input_uri)
-        if src.is_dir():
-            return numbered(self._exists, lambda n: str(src.with_name(f"{src.name}_reviewed{'' if n == 1 else f'-{n}'}")))
+        stem, suffix = (src.name, "") if src.is_dir() else (src.stem, src.suffix)
         return numbered(self._exists,
-                        lambda n: str(src.with_name(f"{src.stem}_reviewed{'' if n == 1 else f'-{n}'}{src.suffix}")))
+                        lambda n: str(src.with_name(f"{stem}_reviewed{'' if n == 1 else f'-{n}'}{suffix}")))
 
     # ------------------------------------------------------------------------------ plan
 
