@@ -72,7 +72,7 @@ def draw(rgb: np.ndarray, entries: list[dict[str, Any]]) -> np.ndarray:
     h = rgb.shape[0]
     size = max(11, h // 40)
     font = ImageFont.load_default(size=size)
-    width = max(2, h // 270)
+    width = max(3, h // 120)
     for e in entries:
         x1, y1, x2, y2 = e["box"]
         c = colour(e)
