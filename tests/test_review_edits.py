@@ -243,8 +243,8 @@ def test_the_server_refuses_other_hosts_cross_site_posts_and_paths(photo_review)
         assert status("/frame/2.jpg") == 404  # a photo is frame 1
         assert status("/output") == 404  # nothing rendered
         assert status("/static/../app.py") == 404
-        assert status("/api/faces", "POST", json.dumps({"keyframes": [{"frame": 1, "box": "x"}], "first": 1,
-                                                        "last": 1}).encode(), {"Content-Type": "application/json"}) == 400
+        bad_box = json.dumps({"keyframes": [{"frame": 1, "box": "x"}], "first": 1, "last": 1}).encode()
+        assert status("/api/faces", "POST", bad_box, {"Content-Type": "application/json"}) == 400
         # the API takes no path: a "path" or "output" in a body is ignored, the save goes beside the plan
         saved = server.post("/api/save", {"path": "/tmp/evil.json", "output": "/tmp/evil.mp4"})["saved"]
         assert saved == str(plan_path.parent / "plan.reviewed.json") and not Path("/tmp/evil.json").exists()
@@ -300,8 +300,9 @@ def test_video_frames_are_read_by_seeking_as_decoding_gives_them(tmp_path, spec)
 
 
 def test_render_draw_boxes_writes_a_debug_copy_with_every_box(tmp_path, faces_dir):
-    from faceblur.cli import main
     from review_helpers import paint_two_people
+
+    from faceblur.cli import main
 
     frames, truth = paint_two_people(faces_dir, frames=6)
     video = make_clip(tmp_path / "v.mp4", ClipSpec(width=640, height=360, frames=6, rate=Fraction(10)),

@@ -95,7 +95,7 @@ class RenderState:
 
     def to_dict(self) -> dict[str, Any]:
         return {"state": self.state, "done": self.done, "total": self.total, "output": self.output,
-                "error": self.error, "plan": self.plan}
+                "error": self.error, "plan": self.plan, "pid": self.pid}
 
 
 @dataclass
