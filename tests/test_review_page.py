@@ -134,10 +134,6 @@ def test_two_cards_flip_one_render_and_the_plan_records_it(browser, dev, origina
             wait(browser, lambda d, t=thumb: loaded(d, t), what="thumbnail loaded")
             assert card.get_attribute("data-decision") == "blur"
             assert "30 frames" in card.text and "1 shot" in card.text
-        if os.environ.get("FACE_BLUR_SCREENSHOT"):
-            show_frame(browser, 12)
-            browser.save_screenshot(os.environ["FACE_BLUR_SCREENSHOT"])
-
         # the overlay: the original with the boxes, read from the input on demand
         browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=boxes]").click()
         img = browser.find_element(By.ID, "frame")
@@ -150,6 +146,9 @@ def test_two_cards_flip_one_render_and_the_plan_records_it(browser, dev, origina
              .get_attribute("data-decision") == "keep", what="the card shows keep")
         assert browser.find_element(By.CSS_SELECTOR, f"article[data-card='{biden}']").get_attribute(
             "data-decision") == "blur"
+        if os.environ.get("FACE_BLUR_SCREENSHOT"):  # the README's picture
+            show_frame(browser, 12)
+            browser.save_screenshot(os.environ["FACE_BLUR_SCREENSHOT"])
 
         out = render_and_download(browser, server, tmp_path / "out.mp4")
         # the page still answers while and after the render process ran
