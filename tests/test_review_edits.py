@@ -325,3 +325,38 @@ def test_render_draw_boxes_writes_a_debug_copy_with_every_box(tmp_path, faces_di
             assert np.abs(edge - frames[i][(y1 + y2) // 2, x1 + 1]).max() > 40  # drawn, not the picture's own
             inner = out[i][y1 + 10:y2 - 10, x1 + 10:x2 - 10].astype(int)
             assert np.abs(inner - frames[i][y1 + 10:y2 - 10, x1 + 10:x2 - 10]).mean() < 6  # not blurred
+
+
+def test_a_frames_folder_is_reviewed_and_rendered_beside_it(tmp_path, faces_dir, capsys):
+    """A folder of numbered frames: read one file per frame, rendered to ``<name>_reviewed/`` by the
+    same child-process entry point the page starts."""
+    from PIL import Image
+    from review_helpers import paint_two_people
+    from video_helpers import detail
+
+    from faceblur.review import job
+
+    frames, truth = paint_two_people(faces_dir, frames=4)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames, start=1):
+        Image.fromarray(frame).save(folder / f"img{i:07d}.png")
+    plan = _plan()
+    plan.update(width=640, height=360, frames=[[1, 4]], shots=[[1, 4]], sequences=[
+        {**_seq(1, 1, 4, 0), "boxes": [list(b) for b in truth["obama"]]},
+        {**_seq(2, 1, 4, 0), "boxes": [list(b) for b in truth["biden"]]}])
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(json.dumps(plan))
+    session = ReviewSession(str(folder), str(plan_path))
+    assert session.frames.count == 4 and np.array_equal(session.frames.frame(3), frames[2])
+    session.toggle("seq-2")
+    spec = {"input": session.input_uri, "plan": session.save(), "output": session.render_output_uri(),
+            "render": session.render_config.to_dict(), "total": 4}
+    assert job.main([json.dumps(spec)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert lines[-1] == {"ok": True, "output": str(tmp_path / "frames_reviewed")} and lines[-2]["done"] == 4
+    for i in range(4):
+        got = np.asarray(Image.open(tmp_path / "frames_reviewed" / f"img{i + 1:07d}.png"))
+        assert detail(got, truth["obama"][i]) < 0.5 * detail(frames[i], truth["obama"][i])
+        assert detail(got, truth["biden"][i]) > 0.9 * detail(frames[i], truth["biden"][i])
+    session.close()

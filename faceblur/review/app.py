@@ -290,6 +290,9 @@ def serve(session: ReviewSession, host: str = "127.0.0.1", port: int = 8765, ope
     hosts = [host, "localhost", "127.0.0.1"] if host not in ("0.0.0.0", "::") else ["*"]
     app = create_app(session, hosts)
     url = f"http://{shown}:{port}/"
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("review: listening on %s: anyone who can reach this machine can open the page, see the "
+                    "faces and change the plan (there is no login)", host)
     print(f"face-blur review: {url} (Ctrl-C to stop)", flush=True)
     if open_browser:
         import webbrowser

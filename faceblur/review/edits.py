@@ -104,7 +104,10 @@ def cards(plan: dict[str, Any]) -> list[dict[str, Any]]:
             parts = [_seq_card(s) for s in seqs]
             decisions = {s["decision"] for s in seqs}
             best = max(parts, key=lambda c: c["_quality"])
-            thumb = p.get("thumbnail") if isinstance(p.get("thumbnail"), dict) else best["thumbnail"]
+            given = p.get("thumbnail")
+            usable = isinstance(given, dict) and isinstance(given.get("frame"), int) and \
+                isinstance(given.get("box"), list) and len(given["box"]) == 4
+            thumb = given if usable else best["thumbnail"]
             out.append({
                 "id": str(p.get("id")), "label": str(p.get("person") or p.get("id")),
                 "sequences": [int(s["id"]) for s in seqs],
