@@ -45,7 +45,10 @@ def fuse_faces(parts: list[FrameFaces], iou: float = 0.4) -> FrameFaces:
                 members.append(best)
         claimed[members] = True
         weight = np.maximum(faces.confidence[members], 1e-6)
-        boxes.append((faces.xyxy[members] * weight[:, None]).sum(0) / weight.sum())
+        member_boxes = faces.xyxy[members].astype(np.float64)
+        fused = (member_boxes * weight[:, None]).sum(0) / weight.sum()
+        # A weighted mean lies within its members; float rounding must not push it past the frame.
+        boxes.append(np.clip(fused, member_boxes.min(0), member_boxes.max(0)))
         scores.append(faces.confidence[lead])
         marks.append(faces.landmarks[lead])
     m = len(boxes)
