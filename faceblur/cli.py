@@ -322,11 +322,14 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
     from faceblur.review.app import serve
     from faceblur.review.session import ReviewSession
+    from postprocess.blur import RenderConfig
 
     with _usage():
         render_config, encode_config = _render_config(args), _encode_config(args)
-    session = ReviewSession(args.input, args.plan_path, render_config.to_dict(), asdict(encode_config),
-                            output=args.output, workers=args.workers)
+    # no blur option given: the session uses those of the run that made the plan where it can find them
+    given = render_config.to_dict() if render_config != RenderConfig() else {}
+    session = ReviewSession(args.input, args.plan_path, given, asdict(encode_config), output=args.output,
+                            workers=args.workers)
     serve(session, args.host, args.port, args.open_browser)
     return EXIT_OK
 

@@ -360,3 +360,15 @@ def test_a_frames_folder_is_reviewed_and_rendered_beside_it(tmp_path, faces_dir,
         assert detail(got, truth["obama"][i]) < 0.5 * detail(frames[i], truth["obama"][i])
         assert detail(got, truth["biden"][i]) > 0.9 * detail(frames[i], truth["biden"][i])
     session.close()
+
+
+def test_the_blur_options_of_the_run_that_made_the_plan_are_used(photo_review):
+    """A plan from the post-processing stage has its run's options in the marker beside it: the
+    preview and the render blur as that run did, unless options are given."""
+    photo, plan_path = photo_review
+    (plan_path.parent / "face-blur-complete.json").write_text(json.dumps(
+        {"options": {"render": {"style": "pixelate", "mask_scale": 1.6}}}))
+    session = ReviewSession(str(photo), str(plan_path))
+    assert (session.render_config.style, session.render_config.mask_scale) == ("pixelate", 1.6)
+    given = ReviewSession(str(photo), str(plan_path), render_options={"style": "solid"})
+    assert given.render_config.style == "solid"

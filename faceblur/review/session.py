@@ -131,7 +131,7 @@ class ReviewSession:
         except (ValueError, PlanError) as exc:
             raise ReviewError(f"{self.plan_uri}: not a face-blur plan ({exc})") from None
         self.source_sha256 = hashlib.sha256(body).hexdigest()
-        self.render_config = RenderConfig.from_dict(self.render_options) if self.render_options else RenderConfig()
+        self.render_config = RenderConfig.from_dict(self.render_options or self._run_render_options())
         self._blurrer = Blurrer(self.render_config)
         self.roots = [_parent(self.input_uri), _parent(self.plan_uri)]
         if self.output is not None:
@@ -148,6 +148,19 @@ class ReviewSession:
         self.render = RenderState()
         self._render_output: str | None = None
         self._rebuild()
+
+    def _run_render_options(self) -> dict[str, Any]:
+        """The blur options of the run that wrote the plan, where its completion marker beside the
+        plan records them (the post-processing stage's output); else the defaults."""
+        from postprocess.run import MARKER_NAME
+
+        marker_uri = (_parent(self.plan_uri) if _is_s3(self.plan_uri) else _parent(self.plan_uri) + "/") + MARKER_NAME
+        try:
+            options = json.loads(self.store.read(marker_uri))["options"]["render"]
+        except Exception:  # no marker (a local plan), or not one we can read: the defaults
+            return {}
+        log.info("review: blur options of the run that made the plan (%s): %s", marker_uri, options)
+        return options
 
     # ------------------------------------------------------------------------------ paths
 
