@@ -233,6 +233,9 @@ def test_the_server_refuses_other_hosts_cross_site_posts_and_paths(photo_review)
                 return exc.code
 
         assert status("/api/state") == 200
+        for path in ("/", "/cards", "/api/boxes/1", "/api/state"):  # embeddings never reach the page
+            with urllib.request.urlopen(server.url + path, timeout=30) as r:
+                assert b"embedding" not in r.read()
         assert status("/api/state", headers={"Host": "attacker.example"}) == 400  # DNS rebinding
         flip = json.dumps({"card": "seq-1", "toggle": True}).encode()
         assert status("/api/decision", "POST", flip, {"Content-Type": "text/plain"}) == 400  # a form post
@@ -372,3 +375,26 @@ def test_the_blur_options_of_the_run_that_made_the_plan_are_used(photo_review):
     assert (session.render_config.style, session.render_config.mask_scale) == ("pixelate", 1.6)
     given = ReviewSession(str(photo), str(plan_path), render_options={"style": "solid"})
     assert given.render_config.style == "solid"
+
+
+def test_the_plan_records_the_detector_score_of_each_frame():
+    """The overlay's score comes from the plan: each detected row's detector score, 0 where the
+    row was filled in or padded; it survives the JSON round trip and the overlay shows it."""
+    from decisions_helpers import Appearance, box_at, build_results, people
+
+    from faceblur.review.overlay import Overlay, label
+    from postprocess.config import PlanConfig
+    from postprocess.plan import make_plan
+
+    (alice,) = people(1, seed=3)
+    results = build_results([Appearance(alice, range(5, 40), lambda f: box_at(100 + f, 100, 60), missed={20},
+                                        score=0.83)], 50)
+    data = json.loads(make_plan(results, PlanConfig()).dumps())
+    seq = data["sequences"][0]
+    conf = dict(zip(range(seq["first"], seq["last"] + 1), seq["confidence"], strict=True))
+    rows = dict(zip(range(seq["first"], seq["last"] + 1), seq["rows"], strict=True))
+    assert conf[10] == pytest.approx(0.83, abs=0.01) and rows[10] == "d"
+    assert conf[20] == 0 and rows[20] == "i" and conf[seq["first"]] == 0 and rows[seq["first"]] == "p"
+    assert Plan.from_dict(data).sequences[0].confidence is not None
+    overlay = Overlay(data)
+    assert label(overlay.at(10)[0]) == f"#{seq['id']} blur 0.83" and label(overlay.at(20)[0]).endswith(" -")
