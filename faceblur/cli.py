@@ -330,7 +330,8 @@ def _cmd_review(args: argparse.Namespace) -> int:
     given = render_config.to_dict() if render_config != RenderConfig() else {}
     session = ReviewSession(args.input, args.plan_path, given, asdict(encode_config), output=args.output,
                             workers=args.workers)
-    serve(session, args.host, args.port, args.open_browser)
+    serve(session, args.host, args.port, args.open_browser,
+          on_ready=lambda url: print(f"face-blur review: {url} (Ctrl-C to stop)", flush=True))
     return EXIT_OK
 
 

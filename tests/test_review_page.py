@@ -242,3 +242,42 @@ def test_the_page_answers_while_a_render_runs_and_stopping_the_server_stops_it(d
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", server.port))
+
+
+def test_a_person_card_flips_all_of_its_sequences(browser, dev, originals, tmp_path):
+    """A plan with ``persons`` (the shape face-blur's person grouping writes): one card per person
+    even when a person has several sequences, and flipping the card flips all of them."""
+    from selenium.webdriver.common.by import By
+
+    plan = json.loads(dev.plan.read_text())
+    obama = sequence_of(plan, dev.truth["obama"][0], 1)
+    biden = sequence_of(plan, dev.truth["biden"][0], 1)
+    second = {**obama, "id": 100, "first": 16, "boxes": obama["boxes"][15:], "rows": obama["rows"][15:],
+              "confidence": obama["confidence"][15:]}
+    second["last"] = second["first"] + len(second["boxes"]) - 1
+    first = {**obama, "boxes": obama["boxes"][:15], "rows": obama["rows"][:15],
+             "confidence": obama["confidence"][:15], "last": 15}
+    plan["sequences"] = [first, second, biden]
+    plan["persons"] = [
+        {"id": "person-1", "sequences": [first["id"], 100], "frames": 30, "shots": [0],
+         "thumbnail": {"frame": 10, "box": obama["boxes"][9]}, "decision": "blur", "borderline": True,
+         "score": 0.61, "person": None, "reason": "two sequences, one person"},
+        {"id": "person-2", "sequences": [biden["id"]], "frames": 30, "shots": [0],
+         "thumbnail": {"frame": 10, "box": biden["boxes"][9]}, "decision": "blur", "borderline": False,
+         "score": None, "person": None, "reason": "mode all blurs every face"}]
+    plan_path = dev.plan.with_name("two.persons.json")
+    plan_path.write_text(json.dumps(plan))
+    with ReviewServer(str(dev.video), "--plan", str(plan_path), "--crf", "12") as server:
+        browser.get(server.url + "/")
+        cards = browser.find_elements(By.CSS_SELECTOR, "article.card")
+        assert [c.get_attribute("data-card") for c in cards] == ["person-1", "person-2"]  # borderline first
+        assert "borderline" in cards[0].text and "score 0.61" in cards[0].text
+        assert len(cards[0].find_elements(By.CSS_SELECTOR, ".timeline .seg")) == 1  # 1-15 and 16-30 touch
+        browser.find_element(By.CSS_SELECTOR, "article[data-card='person-1'] button.toggle").click()
+        wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, "article[data-card='person-1']")
+             .get_attribute("data-decision") == "keep", what="the person is kept")
+        out = render_and_download(browser, server, tmp_path / "persons.mp4")
+    for i, (got, before) in enumerate(zip(read_frames(out), originals, strict=True)):
+        o, b = dev.truth["obama"][i], dev.truth["biden"][i]
+        assert detail(got, o) > 0.8 * detail(before, o), f"frame {i + 1}: both of obama's sequences are kept"
+        assert detail(got, b) < 0.5 * detail(before, b), f"frame {i + 1}: biden is blurred"

@@ -271,8 +271,9 @@ def create_app(session: ReviewSession, hosts: list[str] | None = None) -> Starle
     return app
 
 
-def serve(session: ReviewSession, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False) -> None:
-    """Run the page until interrupted; prints the address (port 0: any free port)."""
+def serve(session: ReviewSession, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False,
+          on_ready=None) -> None:
+    """Run the page until interrupted; ``on_ready(url)`` is called once it listens (port 0: any free port)."""
     import socket
 
     import uvicorn
@@ -293,7 +294,8 @@ def serve(session: ReviewSession, host: str = "127.0.0.1", port: int = 8765, ope
     if host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("review: listening on %s: anyone who can reach this machine can open the page, see the "
                     "faces and change the plan (there is no login)", host)
-    print(f"face-blur review: {url} (Ctrl-C to stop)", flush=True)
+    if on_ready is not None:
+        on_ready(url)
     if open_browser:
         import webbrowser
 
