@@ -58,9 +58,12 @@ def originals(dev):
 
 
 def wait(driver, condition, timeout: float = 60, what: str = ""):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    # the cards are re-rendered after each edit: an element found just before that is asked again
+    return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+                         ).until(lambda d: condition(d), message=what)
 
 
 def loaded(driver, img) -> bool:
