@@ -74,8 +74,8 @@ def default_output(path: Path, tag: str = "_anonymized") -> Path:
 
 def read_image(path: Path) -> tuple[bytes, np.ndarray]:
     """The file's bytes and its upright RGB pixels, decoded exactly as the inference server does."""
-    from handler.decode import DecodeLimits, decode_image
-    from handler.errors import RequestError
+    from handler.serving.decode import DecodeLimits, decode_image
+    from handler.serving.errors import RequestError
 
     try:
         data = path.read_bytes()
@@ -184,7 +184,7 @@ def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, Fr
 
 def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -> int:
     """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame."""
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     count = 0
     for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), iter_frames(path),
@@ -208,7 +208,7 @@ def _frame_refs(folder: Path):
 
 
 def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar) -> None:
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     def one(ref) -> FrameResult:
         _, image = read_image(folder / ref.key)
@@ -290,8 +290,8 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
     ``overlay`` (a ``faceblur.review.overlay.Overlay``): draw every box instead of blurring (a
     debug copy); ``on_frames(n)``: called as frames are written (the review page's progress bar)."""
     from postprocess.blur import Blurrer
+    from postprocess.parallel import bounded_map
     from postprocess.render import RenderError, render_image
-    from postprocess.storage import bounded_map
 
     blurrer = Blurrer(render_config)
     process = _blur_function(plan, blurrer, overlay)
@@ -441,7 +441,7 @@ def render(source: Path, plan_path: Path, output: Path, render_config, encode: E
     a debug copy with every box drawn and nothing blurred)."""
     import json
 
-    from postprocess.plan import Plan
+    from postprocess.plan_format import Plan
 
     kind = input_kind(source)
     if output.exists() and not overwrite:

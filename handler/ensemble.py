@@ -45,10 +45,9 @@ def fuse_faces(parts: list[FrameFaces], iou: float = 0.4) -> FrameFaces:
                 members.append(best)
         claimed[members] = True
         weight = np.maximum(faces.confidence[members], 1e-6)
-        member_boxes = faces.xyxy[members].astype(np.float64)
-        fused = (member_boxes * weight[:, None]).sum(0) / weight.sum()
-        # A weighted mean lies within its members; float rounding must not push it past the frame.
-        boxes.append(np.clip(fused, member_boxes.min(0), member_boxes.max(0)))
+        group = faces.xyxy[members]
+        mean = (group * weight[:, None]).sum(0) / weight.sum()
+        boxes.append(np.clip(mean, group.min(0), group.max(0)))  # float rounding never leaves the members' span
         scores.append(faces.confidence[lead])
         marks.append(faces.landmarks[lead])
     m = len(boxes)
@@ -72,6 +71,11 @@ class EnsembleDetector:
             raise ValueError(f"fusion iou must be in (0, 1), got {iou}")
         self.detectors = list(detectors)
         self.iou = iou
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> execution provider, over every member."""
+        return {k: v for d in self.detectors for k, v in getattr(d, "providers", {}).items()}
 
     def detect(self, image: np.ndarray) -> FrameFaces:
         parts = [detector.detect(image) for detector in self.detectors]

@@ -18,7 +18,7 @@ from video_helpers import ClipSpec, make_clip, read_frames
 from faceblur.review import edits
 from faceblur.review.frames import FrameError, VideoFrames
 from faceblur.review.session import ReviewError, ReviewSession, inside
-from postprocess.plan import Plan
+from postprocess.plan_format import Plan
 
 NOW = "2026-12-01T21:00:00+00:00"
 

@@ -1,6 +1,6 @@
 """What the review page changes in a plan, as pure functions on the plan's JSON object.
 
-The plan stays a ``face-blur/plan/v1`` object that ``postprocess.plan.Plan.from_dict`` reads and
+The plan stays a ``face-blur/plan/v1`` object that ``postprocess.plan_format.Plan.from_dict`` reads and
 ``face-blur render --plan`` renders; fields this module does not know (added by other steps) are
 kept as they are. The sequences stay authoritative for rendering: a card is a person (the plan's
 ``persons``, when it has them) or a single sequence, and flipping a card sets the decision of every

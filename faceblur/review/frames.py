@@ -69,14 +69,15 @@ class VideoFrames:
     FORWARD = 48
 
     def __init__(self, path: Path) -> None:
-        from faceblur.video import _open_input, probe
+        from faceblur.video import probe
+        from faceblur.video.probe import open_input
 
         self.path = Path(path)
         self.name = self.path.name
         info = probe(self.path)
         self.width, self.height = info.width, info.height
         self._ops = info.orientation
-        self._container = _open_input(self.path)
+        self._container = open_input(self.path)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self._tb = Fraction(self._stream.time_base or Fraction(1, 90000))
@@ -97,10 +98,10 @@ class VideoFrames:
 
     def _build_index(self) -> None:
         """Every video packet's timestamp, sorted: frame n is the n-th (a demux, no decoding)."""
-        from faceblur.video import _open_input
+        from faceblur.video.probe import open_input
 
         try:
-            container = _open_input(self.path)
+            container = open_input(self.path)
             try:
                 stream = container.streams.video[0]
                 stamps = [p.pts for p in container.demux(stream) if p.pts is not None and p.size]
@@ -159,7 +160,8 @@ class VideoFrames:
         self._last = -1  # unknown until the first frame is decoded
 
     def _decode_to(self, number: int) -> np.ndarray | None:
-        from faceblur.video import _colour_of, _to_rgb, apply_ops
+        from faceblur.video import apply_ops
+        from faceblur.video.pixels import colour_of, to_rgb
 
         target = self._pts(number)
         assert self._decoder is not None
@@ -173,7 +175,7 @@ class VideoFrames:
             if frame.pts > target and got > number:
                 self._decoder = None
                 return None
-            image = np.ascontiguousarray(apply_ops(_to_rgb(frame, _colour_of(frame)), self._ops))
+            image = np.ascontiguousarray(apply_ops(to_rgb(frame, colour_of(frame)), self._ops))
             self._cache.put(got, image)
             return image
         self._decoder = None

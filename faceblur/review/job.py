@@ -54,7 +54,7 @@ def render_local(spec: dict[str, Any], report: _Reporter) -> str:
 def render_s3(spec: dict[str, Any], report: _Reporter) -> str:
     """The post-processing render path on an edited plan (see the module docstring)."""
     from postprocess.blur import RenderConfig
-    from postprocess.plan import Plan
+    from postprocess.plan_format import Plan
     from postprocess.reading import list_frames
     from postprocess.render import MANIFEST_NAME, RenderManifest
     from postprocess.run import PLAN_NAME, RunConfig, check_locations, finalize_step, render_step, run_digest

@@ -113,7 +113,7 @@ class ReviewSession:
 
     def __post_init__(self) -> None:
         from postprocess.blur import Blurrer, RenderConfig
-        from postprocess.plan import Plan, PlanError
+        from postprocess.plan_format import Plan, PlanError
         from postprocess.storage import StorageError, Store
 
         self.store = self.store or Store()
@@ -207,7 +207,7 @@ class ReviewSession:
     # ------------------------------------------------------------------------------ plan
 
     def _rebuild(self) -> None:
-        from postprocess.plan import Plan
+        from postprocess.plan_format import Plan
 
         self._plan_obj = Plan.from_dict(self.plan)
         self._overlay = Overlay(self.plan)
