@@ -375,6 +375,10 @@ def test_the_blur_options_of_the_run_that_made_the_plan_are_used(photo_review):
     assert (session.render_config.style, session.render_config.mask_scale) == ("pixelate", 1.6)
     given = ReviewSession(str(photo), str(plan_path), render_options={"style": "solid"})
     assert given.render_config.style == "solid"
+    from faceblur.review import session as review_session
+    from postprocess import run
+
+    assert review_session.MARKER_NAME == run.MARKER_NAME
 
 
 def test_the_plan_records_the_detector_score_of_each_frame():

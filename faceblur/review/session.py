@@ -34,6 +34,9 @@ from faceblur.review.overlay import Overlay, draw
 log = logging.getLogger(__name__)
 
 MODES = ("rendered", "original", "boxes")
+#: postprocess.run.MARKER_NAME, named here so opening the page does not import the planning code
+#: (SciPy: a second of CPU at start); a test checks the two agree
+MARKER_NAME = "face-blur-complete.json"
 THUMB_HEIGHT = 160
 
 
@@ -152,8 +155,6 @@ class ReviewSession:
     def _run_render_options(self) -> dict[str, Any]:
         """The blur options of the run that wrote the plan, where its completion marker beside the
         plan records them (the post-processing stage's output); else the defaults."""
-        from postprocess.run import MARKER_NAME
-
         marker_uri = (_parent(self.plan_uri) if _is_s3(self.plan_uri) else _parent(self.plan_uri) + "/") + MARKER_NAME
         try:
             options = json.loads(self.store.read(marker_uri))["options"]["render"]
