@@ -318,6 +318,14 @@ def _add_review_parser(sub, fmt) -> None:
     review.set_defaults(func=_cmd_review, progress=False)
 
 
+def _review_only_parser() -> argparse.ArgumentParser:
+    from postprocess.options import HelpFormatter
+
+    parser = _Parser(prog="face-blur", formatter_class=HelpFormatter)
+    _add_review_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True), HelpFormatter)
+    return parser
+
+
 def _cmd_review(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -412,7 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["serve"]:  # every option belongs to handler.serve (argparse cannot pass them on)
         args = argparse.Namespace(command="serve", args=argv[1:], func=_cmd_serve)
         return _dispatch(args, verbose=1 if {"-v", "--verbose"} & set(argv) else 0)
-    parser = build_parser()
+    # review: only its own options, so opening the page does not import the planning code (SciPy)
+    parser = _review_only_parser() if argv[:1] == ["review"] else build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors: argparse has printed its message
