@@ -402,3 +402,22 @@ def test_the_plan_records_the_detector_score_of_each_frame():
     assert Plan.from_dict(data).sequences[0].confidence is not None
     overlay = Overlay(data)
     assert label(overlay.at(10)[0]) == f"#{seq['id']} blur 0.83" and label(overlay.at(20)[0]).endswith(" -")
+
+
+def test_opening_the_review_does_not_load_the_planning_code(photo_review):
+    """What keeps the first screen quick (bench/review_open.py): the review reads the plan through
+    its format module and parses only its own options, so SciPy (a second of CPU) is not loaded."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    photo, plan_path = photo_review
+    code = ("import sys\nfrom faceblur.cli import _review_only_parser\n"
+            "from faceblur.review.app import create_app\nfrom faceblur.review.session import ReviewSession\n"
+            f"args = _review_only_parser().parse_args(['review', {str(photo)!r}, '--plan', {str(plan_path)!r}])\n"
+            "create_app(ReviewSession(args.input, args.plan_path))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'onnxruntime', 'handler')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
