@@ -284,9 +284,7 @@ def render_input(kind: str, source: Path, output: Path, plan: Plan, render_confi
             raise InputError(f"{output}: a photo is written in its own format ({source.suffix}); "
                              "give an output name with that extension")
         if overlay is not None:
-            from faceblur.review.frames import decode
-
-            rgb = decode(source.read_bytes(), source.name)
+            _, rgb = read_image(source)  # (not faceblur.review.frames.decode: that module imports this one)
             process(1, rgb)
             _atomic_file(output, _encode_like(rgb, source.name), overwrite)
             return 1
@@ -299,14 +297,12 @@ def render_input(kind: str, source: Path, output: Path, plan: Plan, render_confi
         return 1
     refs = _frame_refs(source)
 
-    def one(ref) -> bytes:
-        data = (source / ref.key).read_bytes()
+    def one(ref: FrameRef) -> bytes:
         if overlay is not None:
-            from faceblur.review.frames import decode
-
-            rgb = decode(data, ref.key)
+            _, rgb = read_image(source / ref.key)
             process(ref.number, rgb)
             return _encode_like(rgb, ref.key)
+        data = (source / ref.key).read_bytes()
         try:
             return render_image(data, ref.key, plan.boxes(ref.number), plan.is_full_frame(ref.number), blurrer,
                                 (plan.width, plan.height) if plan.width else None)
