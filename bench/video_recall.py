@@ -29,6 +29,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +82,10 @@ class Run:
     note: str = ""
 
 
-def run_all(settings: list[Setting], clips: list[Path], work: Path) -> list[Run]:
-    runs = []
+def run_all(settings: list[Setting], clips: list[Path], work: Path,
+            progress: Callable[[list[Run]], None] | None = None) -> list[Run]:
+    """Every setting on every clip, in turn; ``progress`` is called with the runs so far after each."""
+    runs: list[Run] = []
     for setting in settings:
         for clip in clips:
             out = work / f"{clip.stem}--{''.join(c if c.isalnum() else '_' for c in setting.label)}.mp4"
@@ -96,6 +99,8 @@ def run_all(settings: list[Setting], clips: list[Path], work: Path) -> list[Run]
                 score = measure(clip, out)
                 note = score.frame_mismatch
             runs.append(Run(clip.stem, setting, score, wall, cpu, note))
+            if progress is not None:
+                progress(runs)
             log.info("  recall %s, stray %s, %.1f s", f"{score.recall:.3f}" if score else "-",
                      f"{100 * score.stray:.2f}%" if score else "-", wall)
     return runs
@@ -201,26 +206,31 @@ def main(args) -> int:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load0 = os.getloadavg()
     t0 = time.perf_counter()
+
+    def write(runs: list[Run], final: bool = False) -> str:
+        load1 = os.getloadavg()
+        header = (f"## Recall on the development videos ({len(clips)} clips, {started}, "
+                  f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs, load average "
+                  f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end; deface {deface_version()})"
+                  + ("" if final else f" - INCOMPLETE, {len(runs)} of {len(settings) * len(clips)} runs") + "\n\n"
+                  "Measured from pixels (bench/videometrics.py): a face instance is blurred when half of its box "
+                  "changed beyond the codec noise; stray blur is the share of the area away from every face "
+                  "(outside each box enlarged 1.5x) that changed.\n")
+        text = report(runs, settings, header)
+        if args.out:
+            Path(args.out).write_text(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(
+                [{"clip": r.clip, "setting": r.setting.label, "tool": r.setting.tool,
+                  "options": list(r.setting.options), "wall_s": r.wall_s, "cpu_s": r.cpu_s, "note": r.note,
+                  "score": r.score.to_dict() if r.score else None}
+                 for r in runs], indent=1))
+        return text
+
     try:
-        runs = run_all(settings, clips, work)
+        runs = run_all(settings, clips, work, write)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    load1 = os.getloadavg()
-    header = (f"## Recall on the development videos ({len(clips)} clips, {started}, "
-              f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs, load average "
-              f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end; deface {deface_version()})\n\n"
-              "Measured from pixels (bench/videometrics.py): a face instance is blurred when half of its box "
-              "changed beyond the codec noise; stray blur is the share of the area away from every face (outside "
-              "each box enlarged 1.5x) that changed.\n")
-    text = report(runs, settings, header)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps([{"clip": r.clip, "setting": r.setting.label, "tool": r.setting.tool,
-                                                "options": list(r.setting.options), "wall_s": r.wall_s,
-                                                "cpu_s": r.cpu_s, "note": r.note,
-                                                "score": r.score.to_dict() if r.score else None} for r in runs],
-                                              indent=1))
+    print(write(runs, final=True))
     return 0 if all(r.score is not None for r in runs) else 1
