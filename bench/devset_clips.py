@@ -75,7 +75,7 @@ def cuts(quick: bool) -> Recipe:
              camera(ROOM, W16x9, (0.5, 0.45, 0.5), (0.5, 0.45, 0.42)),
              [Layer(sprite("obama2.jpg"), linear((640, 300, 170), (650, 300, 170)))]),
         Shot(n, _static(two), camera(two.size, W16x9, (0.5, 0.5, 1.0), (0.5, 0.35, 0.7)), plate_faces=two_faces),
-        Shot(n, _static(ob), camera(ob.size, W16x9, (0.7, 0.4, 0.55), (0.4, 0.4, 0.55)),
+        Shot(n, _static(ob), camera(ob.size, W16x9, (0.65, 0.55, 0.7), (0.45, 0.5, 0.7)),
              plate_faces=ob_faces, plate_ignore=ob_ignore),
     ]
     return Recipe((640, 360), shots, "four shots with hard cuts: a pan over the six people of t1.jpg, a close-up "

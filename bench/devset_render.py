@@ -316,6 +316,12 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
     """Frames (HxWx3 uint8), the face instances of each frame, and ignore boxes of each frame."""
     w, h = size
     frames, truth, ignores = [], [], []
+    # one track per plate face and per layer; the same person twice in one shot gets -2, -3, ...
+    seen: dict[str, int] = {}
+    names = []
+    for person in [p for p, _b in shot.plate_faces] + [layer.sprite.person for layer in shot.layers]:
+        seen[person] = seen.get(person, 0) + 1
+        names.append(f"{person}-shot{shot_index}{shot.track_suffix}" + (f"-{seen[person]}" if seen[person] > 1 else ""))
     for i in range(shot.frames):
         t = i / max(1, shot.frames - 1)
         x0, y0, x1, y1 = shot.camera(t)
@@ -323,11 +329,14 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
         cw, ch = int(np.ceil(x1)) - ox, int(np.ceil(y1)) - oy
         canvas = shot.world(i).crop((ox, oy, ox + cw, oy + ch)).convert("RGB")
         placed: list[tuple[str, Box, tuple | None]] = []  # person, box in canvas px, (alpha, x, y)
-        for person, (a, b, c, d) in shot.plate_faces:
+        tracks: list[str] = []
+        for k, (person, (a, b, c, d)) in enumerate(shot.plate_faces):
             placed.append((person, (a - ox, b - oy, c - ox, d - oy), None))
-        for layer in shot.layers:
+            tracks.append(names[k])
+        for k, layer in enumerate(shot.layers):
             if layer.frames is not None and not (layer.frames[0] <= i <= layer.frames[1]):
                 continue
+            tracks.append(names[len(shot.plate_faces) + k])
             cx, cy, fh = layer.path(t)
             img, (fx1, fy1, fx2, fy2) = _placed_sprite(layer, fh)
             px, py = int(round(cx - (fx1 + fx2) / 2 - ox)), int(round(cy - (fy1 + fy2) / 2 - oy))
@@ -351,7 +360,7 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
             vis = visible_share(box, w, h)
             if vis <= 0 or occluded[k] >= 0.95:
                 continue
-            instances.append(Instance(person, f"{person}-shot{shot_index}{shot.track_suffix}", box, vis, occluded[k]))
+            instances.append(Instance(person, tracks[k], box, vis, occluded[k]))
         truth.append(instances)
         ignores.append([((a - x0) * sx, (b - y0) * sy, (c - x0) * sx, (d - y0) * sy)
                         for a, b, c, d in shot.plate_ignore])
