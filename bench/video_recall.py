@@ -201,6 +201,8 @@ def main(args) -> int:
     settings += [deface_setting(t) for t in (args.deface if args.deface is not None else [0.2])]
     names = args.clips or None
     clips = devset.make_devset(args.devset, names, quick=args.quick)
+    if names:  # run in the order asked (a long run on a busy machine does the important clips first)
+        clips.sort(key=lambda p: names.index(p.stem))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="face-blur-video-recall-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
