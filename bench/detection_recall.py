@@ -29,7 +29,8 @@ import numpy as np
 
 from contract import FrameFaces
 from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
-from handler.detector import DetectorConfig, FrameDetector, centerface_path, create_detector, mtcnn_paths
+from handler.detector import DetectorConfig, FrameDetector
+from handler.detector_factory import centerface_path, create_detector, mtcnn_paths
 from handler.enhance import DarkEnhancer, mean_luminance
 from handler.ensemble import fuse_faces
 from handler.mtcnn import MtcnnDetector, MtcnnOptions
