@@ -191,7 +191,7 @@ def identity_same(quick: bool) -> Recipe:
     shots = [Shot(n, _static(room(ROOM, 8)), camera(ROOM, W16x9, (0.55, 0.48, 0.62), (0.55, 0.48, 0.6)), near),
              Shot(n, _static(room(ROOM, 9, ((40, 45, 60), (120, 120, 140)))),
                   camera(ROOM, W16x9, (0.5, 0.5, 1.0), (0.5, 0.5, 0.96)), far)]
-    return Recipe((640, 360), shots, "identity: obama and rose_leslie close up (faces about 170 px), a cut, the same "
+    return Recipe((640, 360), shots, "identity: obama and rose_leslie close up (faces about 140 px), a cut, the same "
                   "two far away (about 30 px) in a dim shot (gamma 1.4, noise, JPEG q50)", dim_shots=(1,),
                   references={"obama": "obama2.jpg", "rose_leslie": "rose_leslie1.jpg"})
 
