@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                        + own)
     video.add_argument("--out", type=Path, default=None, help="also write the markdown report here" + own)
     video.add_argument("--json", type=Path, default=None, help="also write every score as JSON here" + own)
+    video.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="FILE",
+                       help="run nothing: one report from --json files (settings run as parallel processes)"
+                       " over the clips every setting ran" + own)
     args = parser.parse_args(argv)
     if args.video:
         from bench import video_recall

@@ -93,11 +93,13 @@ _REGISTRY: dict[str, tuple[object, bool, str]] = {
     "identity_same": (clips.identity_same, False, "the same two people near, then far and dim"),
     "identity_two": (clips.identity_two, False, "obama, then biden, then both"),
     "hd_1080p": (clips.hd_1080p, False, "1920x1080, five people moving incl. 16 px faces, a cut"),
+    "audience": (clips.audience, False, "a dim audience in rows, a stage light sweeping, 22-45 px faces"),
     "pan_zoom_dim": (clips.pan_zoom, True, "pan_zoom dimmed (gamma 1.4, noise 4, JPEG q50)"),
     "crossing_dim": (clips.crossing, True, "crossing dimmed"),
     "cuts_dim": (clips.cuts, True, "cuts dimmed"),
     "small_dim": (clips.small, True, "small dimmed"),
     "carphone_dim": (clips.carphone, True, "carphone dimmed"),
+    "audience_dim": (clips.audience, True, "audience dimmed: the hardest clip"),
 }
 CLIPS: dict[str, str] = {name: desc for name, (_r, _d, desc) in _REGISTRY.items()}
 QUICK: tuple[str, ...] = ("pan_zoom", "pan_zoom_dim", "blink")

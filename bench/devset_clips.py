@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from bench.devset_render import Layer, Shot, camera, linear, load_sequence, photo_world, plate, room, sprite
 
 W16x9 = 640 / 360
@@ -174,6 +176,35 @@ def hd_1080p(quick: bool) -> Recipe:
                   plate_faces=faces, plate_ignore=ignore)]
     return Recipe((1920, 1080), shots, "1920x1080: five people moving (faces from 16 px to about 260 px, one "
                   "walking with motion blur), a cut, a slow zoom over t1.jpg's six people")
+
+
+def audience(quick: bool) -> Recipe:
+    n = _n(80, quick)
+    heads = [("obama.jpg", 0), ("t1.jpg", 0), ("biden2.jpg", 0), ("t1.jpg", 1), ("rose_leslie2.jpg", 0),
+             ("t1.jpg", 2), ("kit_with_rose.jpg", 1), ("t1.jpg", 3), ("obama2.jpg", 0), ("t1.jpg", 4),
+             ("rose_leslie1.jpg", 0), ("t1.jpg", 5), ("biden.jpg", 0), ("two_people.jpg", 0)]
+    layers = []
+    for k, (photo, idx) in enumerate(heads):
+        row = k // 5  # three rows, the back row smallest and highest
+        x = 140 + (k % 5) * 250 + (row % 2) * 110
+        y = 250 + row * 150
+        fh = 44 + row * 18 + (k * 5) % 9  # 44-87 world px: about 22-45 px faces in the frame
+        phase, amp = k * 0.9, 6 + (k % 3) * 4
+
+        def sway(t: float, x=x, y=y, fh=fh, phase=phase, amp=amp) -> tuple[float, float, float]:
+            return (x + amp * np.sin(2 * np.pi * 1.3 * t + phase),
+                    y + 0.4 * amp * np.sin(2 * np.pi * 2.1 * t + phase), fh)
+        # low light: long exposure and a wide-open lens, so soft (blur) and smeared by the sway
+        layers.append(Layer(sprite(photo, idx), sway, gain=0.22 + 0.07 * (k % 4), blur=1.6 - 0.3 * row,
+                            motion_blur=3 + (k % 3) * 2))
+
+    def light(t: float) -> tuple[float, float, float, float, float]:  # a stage light sweeping the crowd
+        return (0.9, 0.1 + 0.8 * t, 0.45, 0.18, 1.1)
+    shot = Shot(n, _static(room(ROOM, 11, ((8, 6, 12), (45, 35, 50)))),
+                camera(ROOM, W16x9, (0.5, 0.52, 0.9), (0.55, 0.52, 0.82)), layers, light=light)
+    return Recipe((640, 360), [shot], "a dim audience: fourteen people in three rows lit at a fifth to under "
+                  "half of the light, soft and smeared (long exposure), swaying, faces about 22-45 px, a stage light "
+                  "sweeping across them, slow pan")
 
 
 def carphone(quick: bool) -> Recipe:

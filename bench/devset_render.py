@@ -171,6 +171,7 @@ class Layer:
     frames: tuple[int, int] | None = None
     motion_blur: float = 0.0  # horizontal blur length in world px (a fast walker)
     blur: float = 0.0  # defocus of this layer only (a person out of the focal plane), world px
+    gain: float = 1.0  # how much light falls on this person (a dim audience: 0.2-0.5)
 
 
 @dataclass
@@ -184,6 +185,9 @@ class Shot:
     defocus: Callable[[float], float] = lambda t: 0.0  # Gaussian radius in output px
     pan_blur: Callable[[float], float] = lambda t: 0.0  # camera motion blur, output px
     track_suffix: str = ""
+    # light over the frame: t -> (base gain, spot centre x, spot centre y as frame fractions, spot
+    # radius as a fraction of the frame width, spot gain); None: as filmed
+    light: Callable[[float], tuple[float, float, float, float, float]] | None = None
 
 
 def camera(world: tuple[int, int], aspect: float, start: tuple[float, float, float],
@@ -268,8 +272,11 @@ def _hblur(a: np.ndarray, length: float) -> np.ndarray:
     return uniform_filter1d(a.astype(np.float32), n, axis=1, mode="nearest")
 
 
-def _blurred_sprite(sp: Sprite, motion: float, defocus: float) -> Image.Image:
+def _blurred_sprite(sp: Sprite, motion: float, defocus: float, gain: float = 1.0) -> Image.Image:
     arr = np.asarray(sp.image, np.float32)
+    if gain != 1.0:
+        arr = arr.copy()
+        arr[..., :3] *= gain
     if motion >= 2:
         arr = _hblur(arr, motion)
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGBA")
@@ -285,12 +292,12 @@ def _placed_sprite(layer: Layer, face_height: float) -> tuple[Image.Image, Box]:
     """The layer's sprite at ``face_height`` (quantised to 1/4 px) with its blur, cached: most
     people keep their size through a shot, and resampling is most of the rendering time."""
     q = round(face_height * 4) / 4
-    key = (id(layer.sprite), q, layer.motion_blur, layer.blur)
+    key = (id(layer.sprite), q, layer.motion_blur, layer.blur, layer.gain)
     if key not in _SPRITES:
         if len(_SPRITES) > 512:
             _SPRITES.clear()
         sp = layer.sprite.scaled(q)
-        _SPRITES[key] = (_blurred_sprite(sp, layer.motion_blur, layer.blur), sp.face)
+        _SPRITES[key] = (_blurred_sprite(sp, layer.motion_blur, layer.blur, layer.gain), sp.face)
     return _SPRITES[key]
 
 
@@ -350,6 +357,8 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
         if radius > 0.3:
             frame = frame.filter(ImageFilter.GaussianBlur(radius))
         arr = np.asarray(frame)
+        if shot.light is not None:
+            arr = _lit(arr, *shot.light(t))
         pan = shot.pan_blur(t)
         if pan >= 2:
             arr = np.clip(_hblur(arr, pan), 0, 255).astype(np.uint8)
@@ -365,6 +374,15 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
         ignores.append([((a - x0) * sx, (b - y0) * sy, (c - x0) * sx, (d - y0) * sy)
                         for a, b, c, d in shot.plate_ignore])
     return frames, truth, ignores
+
+
+def _lit(frame: np.ndarray, base: float, sx: float, sy: float, radius: float, spot: float) -> np.ndarray:
+    """Scene light: everything at ``base`` gain plus a soft spotlight (Gaussian) of gain ``spot``."""
+    h, w = frame.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - sx * w) ** 2 + (yy - sy * h) ** 2) / max(1.0, (radius * w) ** 2)
+    gain = base + spot * np.exp(-r2)
+    return np.clip(frame.astype(np.float32) * gain[..., None], 0, 255).astype(np.uint8)
 
 
 def visible_share(box: Box, width: int, height: int) -> float:

@@ -193,8 +193,34 @@ def _ranges(frames: list[int]) -> str:
     return ", ".join(parts)
 
 
+def load_runs(paths: list[Path]) -> tuple[list[Run], list[Setting]]:
+    """Runs saved with ``--json`` (several files: settings run as parallel processes), for one report."""
+    runs, settings = [], []
+    fields = set(VideoScore.__dataclass_fields__)
+    for path in paths:
+        for d in json.loads(Path(path).read_text()):
+            setting = Setting(d["setting"], d["tool"], tuple(d["options"]))
+            if setting not in settings:
+                settings.append(setting)
+            sd = d["score"]
+            score = VideoScore(**{k: v for k, v in sd.items() if k in fields}) if sd else None
+            runs.append(Run(d["clip"], setting, score, d["wall_s"], d["cpu_s"], d.get("note", "")))
+    return runs, settings
+
+
 def main(args) -> int:
     """Entry from ``python -m bench.detection_recall --video`` (``args`` from its parser)."""
+    if args.from_json:
+        runs, settings = load_runs(args.from_json)
+        clips = list(dict.fromkeys(r.clip for r in runs))
+        common = [c for c in clips if all(any(r.clip == c and r.setting == s for r in runs) for s in settings)]
+        runs = [r for r in runs if r.clip in common]
+        text = report(runs, settings, f"## Recall on the development videos ({len(common)} clips run by every "
+                      f"setting, from {', '.join(str(p) for p in args.from_json)})\n")
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
+        return 0
     # nothing asked: today's face-blur against deface 0.2; only --deface asked: deface alone
     default = ["default="] if args.deface is None else []
     settings = [parse_setting(s) for s in (args.setting or default)]
