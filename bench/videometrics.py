@@ -23,7 +23,8 @@ is counted as unchanged, which is right for both measures.
 hidden by people in front (a face half behind a passer-by has half its box to hide). Blocks
 belong to a box when their centre lies in it; a box too small to hold a block centre uses the
 block under its centre. Faces that are mostly off-frame or hidden (``visible x (1 - occluded)``
-under ``MIN_VISIBLE`` = 0.25) or under ``MIN_SIDE`` px are not required: neither a miss nor stray.
+under ``MIN_VISIBLE`` = 0.3: a chin under the top edge, a forehead in a corner) or under
+``MIN_SIDE`` px are not required: neither a miss nor stray.
 
 **Stray blur.** The share of the frame area away from every truth face - outside each face box
 enlarged 1.5x about its centre, and outside ``ignore`` regions - that the output changed, over
@@ -54,7 +55,7 @@ BLOCK = 8
 MIN_CHANGE = 6.0
 NOISE_FACTOR = 3.0
 BLURRED_SHARE = 0.5
-MIN_VISIBLE = 0.25
+MIN_VISIBLE = 0.3
 MIN_SIDE = 6.0
 STRAY_GROW = 1.5
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
