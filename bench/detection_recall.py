@@ -208,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     video.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="FILE",
                        help="run nothing: one report from --json files (settings run as parallel processes)"
                        " over the clips every setting ran" + own)
+    video.add_argument("--rescore", action="store_true",
+                       help="with --from-json: score the kept outputs again (after a change to the measure)")
     args = parser.parse_args(argv)
     if args.video:
         from bench import video_recall

@@ -80,6 +80,8 @@ class Run:
     wall_s: float
     cpu_s: float
     note: str = ""
+    input: str = ""  # the clip and the tool's output (kept with --work), to score again
+    output: str = ""
 
 
 def run_all(settings: list[Setting], clips: list[Path], work: Path,
@@ -98,7 +100,7 @@ def run_all(settings: list[Setting], clips: list[Path], work: Path,
             else:
                 score = measure(clip, out)
                 note = score.frame_mismatch
-            runs.append(Run(clip.stem, setting, score, wall, cpu, note))
+            runs.append(Run(clip.stem, setting, score, wall, cpu, note, str(clip), str(out)))
             if progress is not None:
                 progress(runs)
             log.info("  recall %s, stray %s, %.1f s", f"{score.recall:.3f}" if score else "-",
@@ -204,7 +206,8 @@ def load_runs(paths: list[Path]) -> tuple[list[Run], list[Setting]]:
                 settings.append(setting)
             sd = d["score"]
             score = VideoScore(**{k: v for k, v in sd.items() if k in fields}) if sd else None
-            runs.append(Run(d["clip"], setting, score, d["wall_s"], d["cpu_s"], d.get("note", "")))
+            runs.append(Run(d["clip"], setting, score, d["wall_s"], d["cpu_s"], d.get("note", ""),
+                            d.get("input", ""), d.get("output", "")))
     return runs, settings
 
 
@@ -212,6 +215,10 @@ def main(args) -> int:
     """Entry from ``python -m bench.detection_recall --video`` (``args`` from its parser)."""
     if args.from_json:
         runs, settings = load_runs(args.from_json)
+        if args.rescore:  # the measure changed since: score the kept outputs again
+            for r in runs:
+                if r.output and Path(r.output).is_file():
+                    r.score = measure(r.input, r.output)
         clips = list(dict.fromkeys(r.clip for r in runs))
         common = [c for c in clips if all(any(r.clip == c and r.setting == s for r in runs) for s in settings)]
         runs = [r for r in runs if r.clip in common]
@@ -251,6 +258,7 @@ def main(args) -> int:
             Path(args.json).write_text(json.dumps(
                 [{"clip": r.clip, "setting": r.setting.label, "tool": r.setting.tool,
                   "options": list(r.setting.options), "wall_s": r.wall_s, "cpu_s": r.cpu_s, "note": r.note,
+                  "input": r.input, "output": r.output,
                   "score": r.score.to_dict() if r.score else None}
                  for r in runs], indent=1))
         return text
