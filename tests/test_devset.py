@@ -208,7 +208,7 @@ def test_video_bench_runs_both_tools_and_reports_per_clip(tmp_path):
     devset.make_devset(out, ["blink"], quick=True)
     cmd = [sys.executable, "-m", "bench.detection_recall", "--video", "--quick", "--devset", str(out),
            "--clips", "blink", "--setting", "fb=--embedder none", "--deface", "0.2",
-           "--json", str(tmp_path / "runs.json"), "--out", str(tmp_path / "runs.md")]
+           "--json", str(tmp_path / "runs.json"), "--out", str(tmp_path / "runs.md"), "--work", str(tmp_path / "w")]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     runs = json.loads((tmp_path / "runs.json").read_text())
@@ -220,6 +220,12 @@ def test_video_bench_runs_both_tools_and_reports_per_clip(tmp_path):
     md = (tmp_path / "runs.md").read_text()
     assert "| blink | 30 |" in md and "`fb`" in md and "`deface 0.2`" in md
     assert md.strip() == proc.stdout.strip()  # the same report on stdout and in --out
+    # the report again from the JSON, scored again from the kept outputs: the same per-clip rows
+    again = subprocess.run([sys.executable, "-m", "bench.detection_recall", "--video", "--from-json",
+                            str(tmp_path / "runs.json"), "--rescore"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout
+    row = next(line for line in md.splitlines() if line.startswith("| blink | 30 |"))
+    assert row in again
 
 
 def test_bad_setting_is_refused():
