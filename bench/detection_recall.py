@@ -206,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                        + own)
     video.add_argument("--out", type=Path, default=None, help="also write the markdown report here" + own)
     video.add_argument("--json", type=Path, default=None, help="also write every score as JSON here" + own)
+    video.add_argument("--from-json", type=Path, nargs="+", default=None, metavar="FILE",
+                       help="run nothing: one report from --json files (settings run as parallel processes)"
+                       " over the clips every setting ran" + own)
+    video.add_argument("--rescore", action="store_true",
+                       help="with --from-json: score the kept outputs again (after a change to the measure)")
     args = parser.parse_args(argv)
     if args.video:
         from bench import video_recall

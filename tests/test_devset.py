@@ -198,3 +198,40 @@ def test_carphone_truth_file_is_what_the_readme_says():
     data = json.loads((REPO / "bench" / "devset_carphone.json").read_text())
     assert len(data["boxes"]) == 120 and "CenterFace" in data["method"]
     assert all(len(b) == 4 and b[2] > b[0] and b[3] > b[1] for b in data["boxes"])
+
+
+@pytest.mark.slow
+def test_video_bench_runs_both_tools_and_reports_per_clip(tmp_path):
+    """python -m bench.detection_recall --video on the quick set: face-blur (one setting) and deface,
+    each output scored from its pixels, a table per clip and overall, every score in the JSON."""
+    out = tmp_path / "devset"
+    devset.make_devset(out, ["blink"], quick=True)
+    cmd = [sys.executable, "-m", "bench.detection_recall", "--video", "--quick", "--devset", str(out),
+           "--clips", "blink", "--setting", "fb=--embedder none", "--deface", "0.2",
+           "--json", str(tmp_path / "runs.json"), "--out", str(tmp_path / "runs.md"), "--work", str(tmp_path / "w")]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = json.loads((tmp_path / "runs.json").read_text())
+    assert [(r["setting"], r["tool"]) for r in runs] == [("fb", "face-blur"), ("deface 0.2", "deface")]
+    truth = devset.load_truth(out / "blink.mp4")
+    for r in runs:
+        assert r["score"]["frames"] == truth.frames and r["score"]["frame_mismatch"] == ""
+        assert r["score"]["tracks"] == 2  # the still person and the face that peeks in for 6 frames
+    md = (tmp_path / "runs.md").read_text()
+    assert "| blink | 30 |" in md and "`fb`" in md and "`deface 0.2`" in md
+    assert md.strip() == proc.stdout.strip()  # the same report on stdout and in --out
+    # the report again from the JSON, scored again from the kept outputs: the same per-clip rows
+    again = subprocess.run([sys.executable, "-m", "bench.detection_recall", "--video", "--from-json",
+                            str(tmp_path / "runs.json"), "--rescore"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout
+    row = next(line for line in md.splitlines() if line.startswith("| blink | 30 |"))
+    assert row in again
+
+
+def test_bad_setting_is_refused():
+    from bench.video_recall import parse_setting
+
+    assert parse_setting("noenh=--no-enhance-dark --min-face 24").options == ("--no-enhance-dark", "--min-face", "24")
+    assert parse_setting("default=").options == ()
+    with pytest.raises(ValueError, match="LABEL=OPTIONS"):
+        parse_setting("--no-enhance-dark")
