@@ -57,10 +57,10 @@ def detect_clip(video: Path, key: str, cache: Path) -> dict[int, FrameResult]:
     if path.exists():
         return pickle.loads(path.read_bytes())
     from faceblur.video import iter_frames
-    from handler.detector import DetectorConfig, create_detector
-    from handler.pipeline import FacePipeline
-
+    from handler.detector import DetectorConfig
+    from handler.detector_factory import create_detector
     from handler.enhance import DarkEnhancer
+    from handler.pipeline import FacePipeline
 
     config = dataclasses.replace(DetectorConfig(candidate_threshold=FLOOR), **DETECTORS[key])
     pipeline = FacePipeline(create_detector(config, None, ["CPUExecutionProvider"]), None)
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--detector", nargs="*", default=["plain"], choices=list(DETECTORS))
     parser.add_argument("--threshold", nargs="*", type=float, default=[0.05])
     parser.add_argument("--plan", action="append", default=[], metavar="JSON",
-                        help='PlanConfig changes as JSON, e.g. \'{"min_candidates": 4}\' (repeatable; default: defaults)')
+                        help='PlanConfig changes as JSON, e.g. \'{"min_candidates": 4}\' (repeatable)')
     parser.add_argument("--show-misses", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

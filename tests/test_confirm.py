@@ -22,7 +22,8 @@ from video_helpers import ClipSpec, detail, face_patch, make_clip, paste, read_f
 from contract import FrameFaces
 from faceblur.cli import main
 from handler.boxes import iou_matrix
-from handler.detector import DetectorConfig, create_detector
+from handler.detector import DetectorConfig
+from handler.detector_factory import create_detector
 from postprocess.confirm import ConfirmRule, confirm, confirm_tracks, evidence, plausible_landmarks
 from postprocess.plan import Plan
 from postprocess.tracking import FaceLinker, FaceTrack
