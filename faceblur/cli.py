@@ -113,12 +113,14 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--mtcnn-thresholds", type=_thresholds, default=d["mtcnn_thresholds"], metavar="P,R,O",
                    help="MTCNN stage thresholds")
     g.add_argument("--enhance-dark", action=argparse.BooleanOptionalAction, default=d["enhance_dark"],
-                   help="gamma-lift dark frames before detection (hurts on real dim video: README Detection)")
+                   help="gamma-lift dark frames before detection (hurts on real dim video: README Detection) "
+                        "(default: off)")
     g.add_argument("--border-pad", type=_number(float, 0.0, 0.5), default=d["border_pad"],
                    help="mirror this fraction of the shorter side around the frame for detection (faces cut by "
                         "the edge)")
     g.add_argument("--native-pass", action=argparse.BooleanOptionalAction, default=d["native_pass"],
-                   help="where frames are enlarged for small faces, also detect at the frame's own scale")
+                   help="where frames are enlarged for small faces, also detect at the frame's own scale "
+                        "(default: off)")
 
 
 def _pipeline_config(args: argparse.Namespace):
