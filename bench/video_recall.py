@@ -11,7 +11,7 @@ output encoder is told not to rescale to multiples of 16 px, which changes nothi
 Each output is scored from its pixels by :mod:`bench.videometrics`, so every tool is measured
 alike. Settings are option strings, so a sweep is a list of them::
 
-    --setting "default=" --setting "noenh=--no-enhance-dark" --setting "t02=--centerface-threshold 0.2"
+    --setting "default=" --setting "noenh=--no-enhance-dark" --setting "t02=--candidate-threshold 0.2"
 
 Reports, in markdown: per clip (recall, tracks missed, stray blur, time) and per setting overall
 (pooled over all face instances and over the clean and ``*_dim`` clips separately), and lists every

@@ -114,12 +114,20 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min-face", type=_number(int, 4), default=d["min_face"], help="smallest face, pixels")
     g.add_argument("--max-side", type=_number(int, 64), default=d["max_side"],
                    help="longer frames are downscaled to this for detection")
-    g.add_argument("--centerface-threshold", type=_number(float, 0.01, 0.99), default=d["centerface_threshold"],
-                   help="CenterFace score threshold")
+    g.add_argument("--candidate-threshold", type=_number(float, 0.01, 0.99), default=d["candidate_threshold"],
+                   help="CenterFace score a candidate needs; sequences of candidates are confirmed as faces over "
+                        "time (see --min-candidates)")
     g.add_argument("--mtcnn-thresholds", type=_thresholds, default=d["mtcnn_thresholds"], metavar="P,R,O",
                    help="MTCNN stage thresholds")
-    g.add_argument("--no-enhance-dark", dest="enhance_dark", action="store_false",
-                   help="do not raise the contrast of dark frames before detection")
+    g.add_argument("--enhance-dark", action=argparse.BooleanOptionalAction, default=d["enhance_dark"],
+                   help="gamma-lift dark frames before detection (hurts on real dim video: README Detection) "
+                        "(default: off)")
+    g.add_argument("--border-pad", type=_number(float, 0.0, 0.5), default=d["border_pad"],
+                   help="mirror this fraction of the shorter side around the frame for detection (faces cut by "
+                        "the edge)")
+    g.add_argument("--native-pass", action=argparse.BooleanOptionalAction, default=d["native_pass"],
+                   help="where frames are enlarged for small faces, also detect at the frame's own scale "
+                        "(default: off)")
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -128,7 +136,8 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
 
     detector = DetectorConfig(backend=args.detector, min_face=args.min_face, max_side=args.max_side,
                               mtcnn_thresholds=tuple(args.mtcnn_thresholds),
-                              centerface_threshold=args.centerface_threshold, enhance_dark=args.enhance_dark)
+                              candidate_threshold=args.candidate_threshold, enhance_dark=args.enhance_dark,
+                              border_pad=args.border_pad, native_pass=args.native_pass)
     return PipelineConfig(model_dir=args.model_dir, detector=detector, embedder=args.embedder, device=args.device)
 
 

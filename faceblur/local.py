@@ -34,6 +34,7 @@ import numpy as np
 from contract import FrameResult
 from faceblur.progress import progress_bar
 from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
+from postprocess.identity import photo_faces
 from postprocess.results import ResultStore
 from postprocess.summary import RunSummary
 
@@ -145,7 +146,7 @@ def load_references(pipeline: FacePipeline, paths: tuple[Path, ...]) -> dict[str
         for photo in photos:
             _, image = read_image(photo)
             result = pipeline.analyse(image, 0)
-            n = len(result.faces)
+            n = len(photo_faces(result))  # candidates are not faces in a photo (issue 14)
             if n != 1:
                 found = "no face" if n == 0 else f"{n} faces"
                 raise InputError(f"reference photo {photo}: {found} found; it must show exactly one face "

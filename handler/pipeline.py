@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_DIR = Path(os.path.expanduser("~/.cache/face-blur/models"))
 SAGEMAKER_MODEL_DIR = Path("/opt/ml/model")
+#: detections scoring below this are embedded as zeros (README "Detection": candidates)
+EMBED_MIN_SCORE = 0.3
 
 
 def default_model_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -44,17 +46,31 @@ class PipelineConfig:
     embedder: str = "auto"  # auto | arcface-r100 | mobilefacenet | dlib | none
     device: str = "auto"  # auto | cpu | gpu
     gpu_fallback: bool = True  # gpu asked for but absent: fall back to CPU (True) or refuse to start
+    # candidates scoring below this get no identity vector (all zeros on the wire): see FacePipeline
+    embed_min_score: float = EMBED_MIN_SCORE
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.embed_min_score <= 1:
+            raise ValueError(f"embed_min_score must be in [0, 1], got {self.embed_min_score}")
 
     def resolved_model_dir(self) -> Path:
         return Path(self.model_dir) if self.model_dir is not None else default_model_dir()
 
 
 class FacePipeline:
-    """A detector and an embedder composed; each is replaceable on its own."""
+    """A detector and an embedder composed; each is replaceable on its own.
 
-    def __init__(self, detector: Detector, embedder: Embedder | None) -> None:
+    The detector emits low-score candidates (most of them noise, which post-processing rejects over
+    time); only faces scoring ``embed_min_score`` or more are embedded, the others carry an all-zero
+    vector ("not embedded"), so a noisy dim frame does not cost an identity network run per stray.
+    A sequence without embeddings cannot be recognised, so it is blurred in every identity mode.
+    """
+
+    def __init__(self, detector: Detector, embedder: Embedder | None,
+                 embed_min_score: float = EMBED_MIN_SCORE) -> None:
         self.detector = detector
         self.embedder = embedder
+        self.embed_min_score = float(embed_min_score)
 
     @property
     def providers(self) -> dict[str, str]:
@@ -68,10 +84,13 @@ class FacePipeline:
         """``image`` HxWx3 uint8 RGB (upright) -> its ``face-blur/frame/v1`` result."""
         faces = self.detector.detect(image)
         faces.frame_index = frame_index
-        if self.embedder is not None and len(faces):
-            faces = faces.with_embedding(self.embedder.embed(image, faces.landmarks, faces.xyxy))
+        chosen = np.flatnonzero(faces.confidence >= self.embed_min_score)
+        if self.embedder is not None and len(chosen):
+            vectors = np.zeros((len(faces), self.embedder.dim), np.float32)
+            vectors[chosen] = self.embedder.embed(image, faces.landmarks[chosen], faces.xyxy[chosen])
+            faces = faces.with_embedding(vectors)
         elif self.embedder is not None:
-            faces = faces.with_embedding(np.zeros((0, self.embedder.dim), np.float32))
+            faces = faces.with_embedding(np.zeros((len(faces), self.embedder.dim), np.float32))
         return FrameResult(
             width=int(image.shape[1]),
             height=int(image.shape[0]),
@@ -90,4 +109,4 @@ def load_pipeline(config: PipelineConfig) -> FacePipeline:
     embedder = None if config.embedder == "none" else create_embedder(config.embedder, model_dir, providers)
     log.info("inference pipeline: detector=%s embedder=%s providers=%s model_dir=%s",
              detector.name, embedder.name if embedder else "none", providers, model_dir)
-    return FacePipeline(detector, embedder)
+    return FacePipeline(detector, embedder, config.embed_min_score)

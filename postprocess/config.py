@@ -37,9 +37,17 @@ Sequences (postprocess/tracking.py)
 
 Filling, filtering, smoothing, padding
     interpolation = "pchip"     pchip | linear: boxes of the frames inside a sequence without a detection.
-    min_length = 3              a sequence with fewer detections is a likely false positive and dropped...
-    short_keep_score = 0.6      ...unless its best detector score reaches this (privacy first: a face
-                                seen for one or two frames is still blurred). 1.01 drops all short ones.
+Confirmation: which sequences are faces (postprocess/confirm.py; the detector emits low-score candidates)
+    short_keep_score = 0.6      one detection scoring this is a face (one confident frame is blurred).
+    face_score = 0.3            a detection scoring this is confident; ``min_length`` of them make a face.
+    min_length = 3              see face_score.
+    min_candidates = 5          otherwise, the candidates must persist: at least this many detections...
+    min_mean_score = 0.08       ...with this mean score...
+    min_density = 0.5           ...on at least this share of the frames they span...
+    max_jitter = 0.25           ...with a box steadier than this (centre + size step, face sizes/frame)...
+    min_plausible = 0.5         ...and face-like landmarks on at least this share of them.
+    weak_max_cost = 0.3         linking: a candidate under face_score continues a confidently detected
+                                sequence only at this cost or less (noise next to a face cannot take it).
     smooth_window = 5           centred moving average (frames) of box centre and size; 1 turns it off.
                                 The smoothed box is widened to hold the raw box: never smaller.
     pad_frames = 5              anti-flicker: each sequence is extended this many frames at both ends
@@ -111,6 +119,13 @@ class PlanConfig:
     interpolation: str = "pchip"
     min_length: int = 3
     short_keep_score: float = 0.6
+    face_score: float = 0.3
+    min_candidates: int = 5
+    min_mean_score: float = 0.08
+    min_density: float = 0.5
+    max_jitter: float = 0.25
+    min_plausible: float = 0.5
+    weak_max_cost: float = 0.3
     smooth_window: int = 5
     pad_frames: int = 5
     pad_growth: float = 0.05
@@ -147,9 +162,24 @@ class PlanConfig:
                self.interpolation)
         _check(self.min_length >= 1, "min_length", ">= 1 frame", self.min_length)
         _check(0.0 <= self.short_keep_score, "short_keep_score", ">= 0", self.short_keep_score)
+        for name in ("face_score", "min_mean_score", "min_density", "min_plausible"):
+            _check(0.0 <= getattr(self, name) <= 1.0, name, "in [0, 1]", getattr(self, name))
+        _check(self.min_candidates >= 1, "min_candidates", ">= 1 detection", self.min_candidates)
+        _check(self.max_jitter > 0, "max_jitter", "> 0", self.max_jitter)
+        _check(0.0 < self.weak_max_cost <= self.max_cost, "weak_max_cost", f"in (0, max_cost {self.max_cost}]",
+               self.weak_max_cost)
         _check(self.smooth_window >= 1, "smooth_window", ">= 1 frame", self.smooth_window)
         _check(self.pad_frames >= 0, "pad_frames", ">= 0 frames", self.pad_frames)
         _check(0.0 <= self.pad_growth <= 1.0, "pad_growth", "in [0, 1]", self.pad_growth)
+
+    def confirm_rule(self):  # -> postprocess.confirm.ConfirmRule
+        """The confirmation rule these options describe."""
+        from postprocess.confirm import ConfirmRule
+
+        return ConfirmRule(keep_score=min(self.short_keep_score, 1.01), face_score=self.face_score,
+                           min_length=self.min_length, min_candidates=self.min_candidates,
+                           min_mean_score=self.min_mean_score, min_density=self.min_density,
+                           max_jitter=self.max_jitter, min_plausible=self.min_plausible)
 
     def to_dict(self) -> dict:
         """The options as JSON-ready values (picks as ``FRAME:X:Y`` strings)."""

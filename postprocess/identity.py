@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract import FrameResult
+from contract import FrameFaces, FrameResult
 from postprocess.tracking import FaceTrack
 
 #: Per embedder, the centre ``T`` and half-width ``M`` of the zone of doubt on the per-sequence score
@@ -232,6 +232,17 @@ def decide(mode: str, scores: Mapping[str, PersonScore], threshold: float, margi
                     f"matches no {what} (best {best!r}: {assessed[best][1]})")
 
 
+#: A reference photo is judged alone, with no time to confirm candidates: its faces are the
+#: detections scoring this (the per-frame threshold from before candidates, issue 14).
+REFERENCE_MIN_SCORE = 0.3
+
+
+def photo_faces(result: FrameResult) -> FrameFaces:
+    """The faces of a photo's result: detections scoring ``REFERENCE_MIN_SCORE`` or more (the
+    detector also lists low-score candidates, which only a video's sequences can confirm)."""
+    return result.faces[result.faces.confidence >= REFERENCE_MIN_SCORE]
+
+
 def reference_embeddings(references: Mapping[str, Mapping[str, FrameResult]],
                          embedder: str) -> dict[str, np.ndarray]:
     """Each person's reference embeddings (p,d), checked: every photo has exactly one face with an
@@ -244,7 +255,8 @@ def reference_embeddings(references: Mapping[str, Mapping[str, FrameResult]],
         rows = []
         for photo, result in photos.items():
             where = f"reference photo {photo!r} of {person!r}"
-            n = len(result.faces)
+            faces = photo_faces(result)
+            n = len(faces)
             if n != 1:
                 raise IdentityInputError(f"{where} has {n} faces; it must show exactly one face")
             if not result.faces.dim or not result.embedder:
@@ -255,6 +267,6 @@ def reference_embeddings(references: Mapping[str, Mapping[str, FrameResult]],
             if dim is not None and result.faces.dim != dim:
                 raise IdentityInputError(f"{where} has a {result.faces.dim}-value embedding, others {dim}")
             dim = result.faces.dim
-            rows.append(result.faces.embedding[0])
+            rows.append(faces.embedding[0])
         people[person] = _unit(np.stack(rows))
     return people

@@ -114,10 +114,24 @@ def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True, o
                    help="frames a face sequence survives without a detection")
     g.add_argument("--join-gap", type=n(int, 0), default=d.join_gap,
                    help="join sequences of one shot at most this many frames apart")
-    g.add_argument("--min-length", type=n(int, 1), default=d.min_length,
-                   help="shorter sequences are false positives unless their score reaches --short-keep-score")
-    g.add_argument("--short-keep-score", type=n(float, 0.0), default=d.short_keep_score,
-                   help="a short sequence with this detector score is still blurred")
+    c = parser.add_argument_group("which sequences are faces (postprocess/confirm.py; the detector emits "
+                                  "low-score candidates, confirmed over time)")
+    c.add_argument("--short-keep-score", type=n(float, 0.0), default=d.short_keep_score,
+                   help="one detection scoring this makes a face (one confident frame is blurred)")
+    c.add_argument("--face-score", type=n(float, 0.0, 1.0), default=d.face_score,
+                   help="a detection scoring this is confident; --min-length of them make a face")
+    c.add_argument("--min-length", type=n(int, 1), default=d.min_length,
+                   help="confident detections that make a face")
+    c.add_argument("--min-candidates", type=n(int, 1), default=d.min_candidates,
+                   help="otherwise the candidates must persist: at least this many detections")
+    c.add_argument("--min-mean-score", type=n(float, 0.0, 1.0), default=d.min_mean_score,
+                   help="... with this mean score")
+    c.add_argument("--min-density", type=n(float, 0.0, 1.0), default=d.min_density,
+                   help="... on this share of the frames they span (scattered flicker is not a face)")
+    c.add_argument("--max-jitter", type=n(float, 0.001), default=d.max_jitter,
+                   help="... with a box this steady (median centre + size step per frame, in face sizes)")
+    c.add_argument("--min-plausible", type=n(float, 0.0, 1.0), default=d.min_plausible,
+                   help="... and face-like landmarks on this share of them")
     g.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
                    help="boxes of frames inside a sequence without a detection")
     g.add_argument("--smooth-window", type=n(int, 1), default=d.smooth_window,
@@ -137,6 +151,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True, o
                    help="matching cost: centre distance (in face sizes) weight")
     g.add_argument("--embedding-weight", type=n(float, 0.0), default=d.embedding_weight,
                    help="matching cost: embedding cosine distance weight")
+    g.add_argument("--weak-max-cost", type=n(float, 0.001, 1.0), default=d.weak_max_cost,
+                   help="a candidate under --face-score continues a confident sequence only at this cost or less")
     g.add_argument("--pad-growth", type=n(float, 0.0), default=d.pad_growth,
                    help="a padded box grows by this fraction of its size per frame from the sequence")
 

@@ -1,6 +1,6 @@
 """Making the plan: :func:`make_plan` runs the decision steps over the per-frame results: shots
-(shots.py), sequences (tracking.py: link, then join), gap filling (interpolate.py), false positives
-(filtering.py), smoothing (smoothing.py), anti-flicker padding (interpolate.py), identity
+(shots.py), sequences (tracking.py: link, then join), gap filling (interpolate.py), which sequences are
+faces (confirm.py), smoothing (smoothing.py), anti-flicker padding (interpolate.py), identity
 (identity.py). The result is a :class:`postprocess.plan_format.Plan` (the file format, JSON layout
 and the rules of an edited plan are described there). The plan never contains embeddings.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from contract import FrameFaces, FrameResult
 from postprocess.config import Pick, PlanConfig
-from postprocess.filtering import is_false_positive
+from postprocess.confirm import confirm
 from postprocess.identity import (
     DEFAULT_THRESHOLDS,
     Decision,
@@ -62,7 +62,8 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
         DEFAULT_THRESHOLDS.get(hint, 0.3)
     cost = make_cost(config.iou_weight, config.distance_weight, config.embedding_weight,
                      embedding_scale=max(1.0 - threshold, 0.05))
-    linker = FaceLinker(cost, max_cost=config.max_cost, max_gap=config.max_gap, keep_embeddings=False)
+    linker = FaceLinker(cost, max_cost=config.max_cost, max_gap=config.max_gap, keep_embeddings=False,
+                        weak_score=config.face_score, weak_max_cost=config.weak_max_cost)
     cutter = CutDetector(config.cut_threshold, config.cut_spike_ratio)
     sizes: set[tuple[int, int]] = set()
     embedders: set[str] = set()
@@ -136,8 +137,9 @@ def _samples(results: Mapping[int, FrameResult], track: FaceTrack,
     found = []
     for r in rows.tolist():
         faces = results[int(track.frames[r])].faces
-        if faces.dim:
-            found.append((r, faces.embedding[track.face_index[r]]))
+        vector = faces.embedding[track.face_index[r]] if faces.dim else None
+        if vector is not None and np.any(vector):  # all zeros: a candidate that was not embedded
+            found.append((r, vector))
     if not found:
         return np.zeros((0, 0), np.float32), np.zeros(0)
     rows = np.array([r for r, _ in found])
@@ -160,10 +162,11 @@ def _find_pick(pick: Pick, tracks: list[FaceTrack]) -> int:
     return best
 
 
-def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped: list[bool], config: PlanConfig,
+def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped: list[str], config: PlanConfig,
             people: dict[str, np.ndarray], threshold: float | None, margin: float,
             ) -> tuple[dict[int, Decision], dict[int, dict[str, PersonScore]], dict[str, int]]:
-    """Decisions and identity scores per track id, and which sequence each pick chose."""
+    """Decisions and identity scores per track id, and which sequence each pick chose; ``dropped``:
+    per track, why it is not a face ("" when it is one; a pick overrides it)."""
     decisions: dict[int, Decision] = {}
     scores: dict[int, dict[str, PersonScore]] = {}
     picked: dict[str, int] = {}
@@ -172,7 +175,7 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
         i = _find_pick(pick, tracks)
         if i < 0:
             raise IdentityInputError(f"pick {pick} hits no face in frame {pick.frame}")
-        dropped[i] = False
+        dropped[i] = ""
         t = tracks[i]
         picked[str(pick)] = t.track_id
         if t.track_id not in decisions:
@@ -183,10 +186,7 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
         if t.track_id in decisions:
             continue
         if drop:
-            best = float(t.confidence[t.detected].max()) if t.detected.any() else 0.0
-            decisions[t.track_id] = Decision("drop", f"likely false positive: {int(t.detected.sum())} detections "
-                                             f"< min_length {config.min_length} and best score {best:.2f} < "
-                                             f"short_keep_score {config.short_keep_score}")
+            decisions[t.track_id] = Decision("drop", drop)
             continue
         if people and threshold is not None:
             samples, weights = _samples(results, t, config)
@@ -234,7 +234,12 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     bounds = shot_ranges(frames, scan.shots)
     # 3-6: fill, filter, smooth, pad
     shaped = [_shape(t, config, bounds) for t in scan.tracks]
-    dropped = [is_false_positive(t, config.min_length, config.short_keep_score) for t in scan.tracks]
+    rule = config.confirm_rule()
+    dropped, found = [], {}
+    for t in scan.tracks:  # confirmed from the detections alone (before filling), see postprocess/confirm.py
+        face, why = confirm(t, rule)
+        dropped.append("" if face else why)
+        found[t.track_id] = why if face else ""
 
     # 7: identity
     margin = resolve_margin(embedder, config.identity_margin)
@@ -250,7 +255,8 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
         boxes = np.clip(t.xyxy, 0, size) if width and height else t.xyxy
         sc = scores.get(t.track_id, {})
         sequences.append(SequencePlan(
-            id=t.track_id, shot=t.shot, first=t.first, boxes=boxes, decision=d.decision, reason=d.reason,
+            id=t.track_id, shot=t.shot, first=t.first, boxes=boxes, decision=d.decision,
+            reason=f"{d.reason} (a face: {found[t.track_id]})" if found.get(t.track_id) else d.reason,
             borderline=d.borderline, rows="".join(ROW_KIND[kinds]),
             samples=max((s.samples for s in sc.values()), default=0),
             scores={p: float(s.score) for p, s in sc.items() if np.isfinite(s.score)}, person=d.person,

@@ -23,7 +23,7 @@ JSON layout (schema ``face-blur/plan/v1``)::
                    ...],
      "summary": {"frames": ..., "sequences": ..., "blurred": ..., ...}}
 
-``decision`` is ``blur`` | ``keep`` | ``drop`` (a likely false positive, not blurred). The sequences
+``decision`` is ``blur`` | ``keep`` | ``drop`` (not confirmed as a face; the reason says why). The sequences
 (their ``decision`` and ``boxes``) and ``full_frames`` are authoritative: the per-frame boxes to blur
 are derived from them whenever a plan is made or loaded, so a reviewer can flip a decision (or move
 a box, or add a sequence with just id, shot, first, boxes and decision) and re-render with

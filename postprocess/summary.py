@@ -40,7 +40,7 @@ class RunSummary:
         out = [f"{self.kind} {self.input} -> {self.output}",
                f"frames {self.frames}, faces detected {self.faces}, sequences {p.get('sequences', 0)}: "
                f"blurred {p.get('blurred', 0)}, kept {p.get('kept', 0)}, borderline {p.get('borderline', 0)} "
-               f"(blurred), dropped as false positives {p.get('dropped', 0)}; whole frames blurred "
+               f"(blurred), dropped (not confirmed as faces) {p.get('dropped', 0)}; whole frames blurred "
                f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
         if self.detector or self.embedder:
             out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")

@@ -13,6 +13,10 @@ weighted mean, in [0, 1], of
   so the term reaches 1 where embeddings say "a different person" on any model's scale.
 
 Pairs above ``max_cost`` are never linked. A sequence survives ``max_gap`` frames without a match.
+Low-score candidates (below ``weak_score``; most are noise, see postprocess/confirm.py) continue a
+sequence whose last detection was confident only where they sit on its predicted box (cost at most
+``weak_max_cost``), and never steer its motion: noise next to a face cannot hijack its sequence (the
+frame becomes a gap, filled from the face's own detections).
 ``new_shot()`` ends every sequence: no sequence crosses a cut. :func:`join_tracks` afterwards joins
 a sequence ending and another starting up to ``join_gap`` frames later in the same shot, with the
 same cost on the extrapolated box and the mean embeddings of their ends.
@@ -251,14 +255,18 @@ class FaceLinker:
     """
 
     def __init__(self, cost: CostFunction | None = None, max_cost: float = 0.5, max_gap: int = 3,
-                 embedding_momentum: float = 0.5, keep_embeddings: bool = True) -> None:
+                 embedding_momentum: float = 0.5, keep_embeddings: bool = True,
+                 weak_score: float = 0.0, weak_max_cost: float = 0.3) -> None:
         if not 0 < max_cost <= 1e5:
             raise ValueError(f"max_cost must be > 0, got {max_cost}")
         if max_gap < 0:
             raise ValueError(f"max_gap must be >= 0 frames, got {max_gap}")
         if not 0 <= embedding_momentum < 1:
             raise ValueError(f"embedding_momentum must be in [0, 1), got {embedding_momentum}")
+        if not 0 < weak_max_cost <= max_cost:
+            raise ValueError(f"weak_max_cost must be in (0, max_cost], got {weak_max_cost}")
         self.cost = cost or make_cost()
+        self.weak_score, self.weak_max_cost = float(weak_score), float(weak_max_cost)
         self.max_cost, self.max_gap = float(max_cost), int(max_gap)
         self.momentum = float(embedding_momentum)
         self.shot = 0
@@ -270,6 +278,7 @@ class FaceLinker:
         self._box = np.zeros((0, 4), np.float64)
         self._vel = np.zeros((0, 4), np.float64)
         self._seen = np.zeros(0, np.int64)
+        self._strong = np.zeros(0, bool)  # the track's last detection scored weak_score or more
         self._emb = np.zeros((0, 0), np.float32)
         self._head = np.zeros((0, 0), np.float32)
         self._head_n = np.zeros(0, np.int64)
@@ -288,7 +297,8 @@ class FaceLinker:
             for i in np.flatnonzero(~mask).tolist():
                 head = self._head[i] / max(float(np.linalg.norm(self._head[i])), 1e-12)
                 self.end_embeddings[int(self._ids[i])] = (head, self._emb[i].copy())
-        self._ids, self._box, self._vel = self._ids[mask], self._box[mask], self._vel[mask]
+        self._ids, self._box, self._vel, self._strong = (self._ids[mask], self._box[mask], self._vel[mask],
+                                                         self._strong[mask])
         self._seen, self._emb, self._head, self._head_n = (self._seen[mask], self._emb[mask], self._head[mask],
                                                            self._head_n[mask])
 
@@ -326,14 +336,25 @@ class FaceLinker:
         rows = cols = np.zeros(0, np.int64)
         if len(self._ids):
             predicted = self._box + self._vel * (frame - self._seen)[:, None]
-            rows, cols = match(self.cost(predicted, self._emb, faces), self.max_cost)
+            costs = np.asarray(self.cost(predicted, self._emb, faces), np.float64)
+            weak = faces.confidence < self.weak_score
+            if weak.any() and self._strong.any():
+                # a weak candidate continues a confidently detected face only where it sits on it
+                guard = self._strong[:, None] & weak[None, :] & (costs > self.weak_max_cost)
+                costs = np.where(guard, np.inf, costs)
+            rows, cols = match(costs, self.max_cost)
         ids[cols] = self._ids[rows]
         boxes = faces.xyxy.astype(np.float64)
+        strong = faces.confidence >= self.weak_score
         if len(rows):
             dt = (frame - self._seen[rows])[:, None]
-            self._vel[rows] = 0.5 * self._vel[rows] + 0.5 * (boxes[cols] - self._box[rows]) / dt
+            step = 0.5 * self._vel[rows] + 0.5 * (boxes[cols] - self._box[rows]) / dt
+            # a weak candidate on a strong track does not steer its motion
+            steer = strong[cols] | ~self._strong[rows]
+            self._vel[rows] = np.where(steer[:, None], step, self._vel[rows])
             self._box[rows] = boxes[cols]
             self._seen[rows] = frame
+            self._strong[rows] = strong[cols] | (self._strong[rows] & ~steer)
             if faces.dim:
                 self._mix(rows, emb[cols])
         new = np.flatnonzero(ids < 0)
@@ -346,6 +367,7 @@ class FaceLinker:
             self._box = np.concatenate([self._box, boxes[new]])
             self._vel = np.concatenate([self._vel, np.zeros((len(new), 4))])
             self._seen = np.concatenate([self._seen, np.full(len(new), frame)])
+            self._strong = np.concatenate([self._strong, strong[new]])
             self._emb = np.concatenate([self._emb, emb[new]])
             self._head = np.concatenate([self._head, emb[new]])
             self._head_n = np.concatenate([self._head_n, np.full(len(new), int(faces.dim > 0))])

@@ -37,8 +37,10 @@ from handler.enhance import DarkEnhancer, mean_luminance
 from handler.ensemble import fuse_faces
 from handler.pipeline import FacePipeline
 from handler.runtime import ModelLoadError
+from postprocess.config import PlanConfig
 
 CPU = ["CPUExecutionProvider"]
+FACE_SCORE = PlanConfig().face_score
 BACKENDS = ["mtcnn", "centerface", "ensemble"]
 
 
@@ -74,17 +76,26 @@ def photos(faces_dir, t1_path, detect) -> list[Sample]:
     return out
 
 
+def judged(sample: Sample, faces: FrameFaces) -> Score:
+    """Recall over every detection (low-score candidates included: post-processing confirms them
+    over time, issue 14), false positives among the confident ones (score >= FACE_SCORE, what a
+    single frame can show; a candidate alone is no false positive, it is never blurred alone)."""
+    result = score(sample, faces)
+    result.false_positives = score(sample, faces[faces.confidence >= FACE_SCORE]).false_positives
+    return result
+
+
 def total(detect, backend: str, samples: list[Sample]) -> Score:
     result = Score()
     for sample in samples:
-        result = result + score(sample, detect(backend, sample))
+        result = result + judged(sample, detect(backend, sample))
     return result
 
 
 def total_with(detector: FrameDetector, samples: list[Sample]) -> Score:
     result = Score()
     for sample in samples:
-        result = result + score(sample, detector.detect(sample.image))
+        result = result + judged(sample, detector.detect(sample.image))
     return result
 
 
@@ -139,9 +150,10 @@ def small(photos) -> list[Sample]:
     return [small_faces(s, 16.0) for s in photos]
 
 
-# bench/detection_recall.py at the defaults: night x0.12 mtcnn 0.79, centerface 1.00, ensemble 1.00;
-# small 16px mtcnn 0.84, centerface 1.00, ensemble 1.00; no false positive in either group.
-@pytest.mark.parametrize(("backend", "floor"), [("mtcnn", 0.68), ("centerface", 0.94), ("ensemble", 0.94)])
+# bench/detection_recall.py at the defaults: night x0.12 mtcnn 0.79 with the gamma lift (0.53 without:
+# the lift is off by default since issue 14, see test_dark_step_...), centerface 1.00, ensemble 1.00;
+# small 16px mtcnn 0.84, centerface 1.00, ensemble 1.00; no confident false positive in either group.
+@pytest.mark.parametrize(("backend", "floor"), [("mtcnn", 0.45), ("centerface", 0.94), ("ensemble", 0.94)])
 def test_night_frames_are_detected(backend, floor, detect, night):
     result = total(detect, backend, night)
     assert result.recall >= floor
@@ -156,8 +168,10 @@ def test_small_faces_are_detected(backend, floor, detect, small):
 
 
 def test_dark_step_raises_mtcnn_recall_on_night_frames(detect, night):
-    off = create_detector(DetectorConfig(backend="mtcnn", enhance_dark=False), None, CPU)
-    without, with_step = total_with(off, night), total(detect, "mtcnn", night)
+    """On photos darkened by multiplying (not what real dim video looks like, which is why the step
+    is off by default, README "Detection") the gamma lift helps MTCNN."""
+    on = create_detector(DetectorConfig(backend="mtcnn", enhance_dark=True), None, CPU)
+    without, with_step = total(detect, "mtcnn", night), total_with(on, night)
     assert with_step.recall > without.recall
     assert with_step.false_positives <= without.false_positives + 1
 
@@ -219,6 +233,7 @@ def test_a_close_up_is_covered_whole_not_as_a_fragment(backend, detectors, faces
     assert len(reference) == 1
     marks = reference.landmarks[0] * (image.shape[1] / small.shape[1])
     faces = detectors[backend].detect(image)
+    faces = faces[faces.confidence >= FACE_SCORE]  # low-score candidates are judged over time (issue 14)
     inside = [((b[0] <= marks[:, 0]) & (marks[:, 0] <= b[2]) & (b[1] <= marks[:, 1]) & (marks[:, 1] <= b[3])).all()
               for b in faces.xyxy]
     assert any(inside), f"{backend}: no box holds the whole face: {faces.xyxy.round()}"
@@ -322,7 +337,8 @@ def test_frame_results_carry_the_detector_name(backend, detectors, photos):
         ({"max_side": 32}, "max_side"),
         ({"mtcnn_thresholds": (0.6, 0.7)}, "mtcnn_thresholds"),
         ({"mtcnn_thresholds": (0.6, 0.7, 1.0)}, "mtcnn_thresholds"),
-        ({"centerface_threshold": 0.0}, "centerface_threshold"),
+        ({"candidate_threshold": 0.0}, "candidate_threshold"),
+        ({"border_pad": 0.6}, "border_pad"),
     ],
 )
 def test_detector_config_validation(change, error):

@@ -9,6 +9,8 @@ Variable (default): meaning.
 - ``FACE_BLUR_DETECTOR`` (``DetectorConfig().backend``): ``mtcnn``, ``centerface`` or ``ensemble``.
 - ``FACE_BLUR_MIN_FACE`` (``DetectorConfig().min_face``): smallest face searched for, pixels.
 - ``FACE_BLUR_DETECT_MAX_SIDE`` (``DetectorConfig().max_side``): longer frames are downscaled for detection.
+- ``FACE_BLUR_CANDIDATE_THRESHOLD`` (``DetectorConfig().candidate_threshold``): CenterFace score a
+  candidate needs (candidates are confirmed as faces over time in post-processing).
 - ``FACE_BLUR_EMBEDDER`` (``auto``): ``auto``, ``none`` or a name from the model manifest
   (``arcface-r100``, ``arcface-r100-int8``, ``mobilefacenet``, ``dlib``).
 - ``FACE_BLUR_DEVICE`` (``auto``: the GPU when onnxruntime has CUDA): ``auto``, ``cpu`` or ``gpu``.
@@ -52,6 +54,20 @@ class ConfigError(ValueError):
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
     return env_int(env, name, default, low, high, error=ConfigError)
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float = 0.0, high: float = 1.0) -> float:
+    """A number in the open interval (low, high) from the environment."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low < value < high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -123,6 +139,7 @@ class ServingConfig:
                 backend=_choice(env, "FACE_BLUR_DETECTOR", base.backend, BACKENDS),
                 min_face=_int(env, "FACE_BLUR_MIN_FACE", base.min_face, 4),
                 max_side=_int(env, "FACE_BLUR_DETECT_MAX_SIDE", base.max_side, 64),
+                candidate_threshold=_float(env, "FACE_BLUR_CANDIDATE_THRESHOLD", base.candidate_threshold),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None

@@ -1,0 +1,152 @@
+"""Is a sequence a face? Decided from its evidence over time, not frame by frame (issue 14).
+
+The detector emits low-score *candidates* (``handler.detector.CANDIDATE_THRESHOLD``): on dim, noisy,
+compressed video a visible face often scores 0.05-0.2 on every frame, well under any per-frame
+threshold that keeps noise out, while most noise candidates flicker (1-3 frames, here and there).
+Time separates them. A sequence is a face when any of these holds (first match gives the reason):
+
+1. **one confident detection**: its best score reaches ``keep_score`` (one confident frame is
+   blurred, as before candidates existed);
+2. **confident detections**: at least ``min_length`` detections score ``face_score`` or more (the
+   old per-frame rule: three detections above the old threshold);
+3. **confirmed candidates**: the candidates persist like a face does: at least ``min_candidates``
+   detections, mean score at least ``min_mean_score``, detected on at least ``min_density`` of the
+   frames it spans (scattered flicker is not), a steady box (median step of centre and size between
+   consecutive detections at most ``max_jitter`` face sizes per frame), and landmarks placed like a
+   face's on at least ``min_plausible`` of its detections (eyes above the mouth, inside the box).
+
+Anything else is rejected, and stays in the plan as ``drop`` with :func:`confirm`'s reason, so a
+reviewer can flip it to ``blur``. Pure numpy on :class:`~postprocess.tracking.FaceTrack`; embeddings
+are not used (candidates under the pipeline's ``embed_min_score`` carry none, which is exactly where
+the question arises).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from postprocess.tracking import FaceTrack
+
+
+@dataclass(frozen=True)
+class ConfirmRule:
+    """The knobs of the rule above (README "Detection"; defaults chosen on the video dev set)."""
+
+    keep_score: float = 0.6
+    face_score: float = 0.3
+    min_length: int = 3
+    min_candidates: int = 5
+    min_mean_score: float = 0.08
+    min_density: float = 0.5
+    max_jitter: float = 0.25
+    min_plausible: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("keep_score", "face_score", "min_mean_score", "min_density", "min_plausible"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1.01:
+                raise ValueError(f"ConfirmRule.{name} must be in [0, 1.01], got {value}")
+        for name in ("min_length", "min_candidates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ConfirmRule.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.max_jitter > 0:
+            raise ValueError(f"ConfirmRule.max_jitter must be > 0, got {self.max_jitter}")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a sequence's detections say, over its whole length."""
+
+    detections: int
+    span: int  # frames first..last detection
+    best: float
+    confident: int  # detections scoring face_score or more
+    mean_score: float
+    density: float  # detections / span
+    jitter: float  # median per-frame step of centre and size, in face sizes (0 with one detection)
+    plausible: float  # share of detections with face-like landmarks
+
+    def describe(self) -> str:
+        return (f"{self.detections} detections over {self.span} frames (density {self.density:.2f}), best score "
+                f"{self.best:.2f}, mean {self.mean_score:.3f}, {self.confident} confident, jitter "
+                f"{self.jitter:.2f}, landmarks plausible on {self.plausible:.0%}")
+
+
+def plausible_landmarks(xyxy: np.ndarray, landmarks: np.ndarray, slack: float = 0.15) -> np.ndarray:
+    """(m,) bool: the five points lie within the box grown by ``slack`` of its size, and both eyes
+    lie above both mouth corners (a face up to about 90 degrees of roll). All-zero landmarks (a
+    detector that gives none) count as plausible."""
+    boxes = np.asarray(xyxy, np.float32).reshape(-1, 4)
+    points = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
+    size = np.maximum(boxes[:, 2:] - boxes[:, :2], 1e-3)
+    lo = boxes[:, None, :2] - slack * size[:, None, :]
+    hi = boxes[:, None, 2:] + slack * size[:, None, :]
+    inside = ((points >= lo) & (points <= hi)).all(axis=(1, 2))
+    upright = points[:, :2, 1].max(axis=1) < points[:, 3:, 1].min(axis=1)
+    none = ~points.reshape(len(points), -1).any(axis=1)
+    return none | (inside & upright)
+
+
+def evidence(track: FaceTrack, face_score: float = 0.3) -> Evidence:
+    """The evidence of ``track``'s real detections (interpolated and padded rows are not evidence)."""
+    det = track.detected
+    frames = track.frames[det]
+    score = track.confidence[det].astype(np.float64)
+    boxes = track.xyxy[det].astype(np.float64)
+    n = len(frames)
+    if not n:
+        return Evidence(0, 0, 0.0, 0, 0.0, 0.0, 0.0, 0.0)
+    span = int(frames[-1] - frames[0] + 1)
+    jitter = 0.0
+    if n > 1:
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+        size = np.maximum((boxes[:, 2:] - boxes[:, :2]).max(axis=1), 1.0)
+        gap = np.diff(frames).astype(np.float64)
+        mean_size = (size[1:] + size[:-1]) / 2
+        moved = np.hypot(*np.diff(centre, axis=0).T) / mean_size
+        grew = np.abs(np.diff(np.log(size)))
+        jitter = float(np.median((moved + grew) / gap))
+    plausible = float(plausible_landmarks(boxes, track.landmarks[det]).mean())
+    return Evidence(n, span, float(score.max()), int((score >= face_score).sum()), float(score.mean()),
+                    n / span, jitter, plausible)
+
+
+def confirm(track: FaceTrack, rule: ConfirmRule | None = None) -> tuple[bool, str]:
+    """(is a face, why) for one sequence by :class:`ConfirmRule` (see the module docstring)."""
+    rule = rule or ConfirmRule()
+    ev = evidence(track, rule.face_score)
+    if ev.best >= rule.keep_score:
+        return True, f"a confident detection (score {ev.best:.2f} >= keep_score {rule.keep_score})"
+    if ev.confident >= rule.min_length:
+        return True, (f"{ev.confident} detections scoring >= face_score {rule.face_score} "
+                      f"(>= min_length {rule.min_length})")
+    failed = []
+    if ev.detections < rule.min_candidates:
+        failed.append(f"{ev.detections} detections < min_candidates {rule.min_candidates}")
+    if ev.mean_score < rule.min_mean_score:
+        failed.append(f"mean score {ev.mean_score:.3f} < min_mean_score {rule.min_mean_score}")
+    if ev.density < rule.min_density:
+        failed.append(f"density {ev.density:.2f} < min_density {rule.min_density}")
+    if ev.jitter > rule.max_jitter:
+        failed.append(f"jitter {ev.jitter:.2f} > max_jitter {rule.max_jitter}")
+    if ev.plausible < rule.min_plausible:
+        failed.append(f"landmarks plausible on {ev.plausible:.0%} < min_plausible {rule.min_plausible:.0%}")
+    if not failed:
+        return True, f"confirmed over time: {ev.describe()}"
+    return False, f"not a face: {'; '.join(failed)} ({ev.describe()})"
+
+
+def confirm_tracks(tracks: Sequence[FaceTrack], rule: ConfirmRule | None = None
+                   ) -> tuple[list[FaceTrack], list[tuple[FaceTrack, str]]]:
+    """Split into (faces, [(rejected, reason), ...]); the tracks themselves are unchanged."""
+    faces, rejected = [], []
+    for t in tracks:
+        ok, why = confirm(t, rule)
+        if ok:
+            faces.append(t)
+        else:
+            rejected.append((t, why))
+    return faces, rejected
