@@ -45,11 +45,13 @@ import numpy as np
 from contract import FrameFaces, FrameResult
 from postprocess.config import Pick, PlanConfig
 from postprocess.filtering import is_false_positive
+from postprocess.guard import WEAK_EMBEDDERS, identity_blocker
 from postprocess.identity import (
     DEFAULT_THRESHOLDS,
     Decision,
     IdentityInputError,
     PersonScore,
+    border_weights,
     choose_samples,
     decide,
     quality_weights,
@@ -58,6 +60,7 @@ from postprocess.identity import (
     resolve_threshold,
     score_person,
 )
+from postprocess.persons import evidence, persons_list, revise
 from postprocess.interpolate import interpolate_gaps, pad_track
 from postprocess.shots import CutDetector, shot_ranges
 from postprocess.smoothing import smooth_track
@@ -176,7 +179,7 @@ class Plan:
     def __init__(self, width: int, height: int, frame_indices: Iterable[int], sequences: list[SequencePlan],
                  full_frames: Iterable[int] = (), shots: np.ndarray | None = None, detector: str = "",
                  embedder: str = "", options: dict[str, Any] | None = None,
-                 identity: dict[str, Any] | None = None) -> None:
+                 identity: dict[str, Any] | None = None, persons: list[dict[str, Any]] | None = None) -> None:
         self.width, self.height = int(width), int(height)
         self.frame_indices = np.unique(np.asarray(list(frame_indices), np.int64))
         self.full_frames = np.unique(np.asarray(list(full_frames), np.int64))
@@ -185,6 +188,7 @@ class Plan:
         self.detector, self.embedder = detector, embedder
         self.options = dict(options or {})
         self.identity = dict(identity or {})
+        self.persons = list(persons or [])
         self._index()
 
     def _index(self) -> None:
@@ -230,6 +234,8 @@ class Plan:
             "kept": decisions.count("keep"),
             "dropped": decisions.count("drop"),
             "borderline": sum(bool(s.borderline) for s in self.sequences),
+            "persons": len(self.persons),
+            "fail_closed": str(self.identity.get("fail_closed") or ""),
             "mode": self.options.get("mode", ""),
             "detector": self.detector,
             "embedder": self.embedder,
@@ -243,6 +249,7 @@ class Plan:
             "frames": _runs(self.frame_indices), "full_frames": _runs(self.full_frames),
             "shots": self.shots.tolist(),
             "sequences": [s.to_dict() for s in self.sequences],
+            "persons": self.persons,
             "summary": self.summary,
         }
 
@@ -265,10 +272,13 @@ class Plan:
             shots_arr = np.asarray(shots, np.int64).reshape(-1, 2)
         except (TypeError, ValueError):
             raise PlanError("shots must be a list of [first, last] runs") from None
+        persons = data.get("persons") or []  # absent in plans made before persons existed
+        if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
+            raise PlanError("persons must be a list of objects")
         return cls(data["width"], data["height"], _unruns(data.get("frames", []), "frames"), sequences,
                    _unruns(data.get("full_frames", []), "full_frames"), shots_arr,
                    str(data.get("detector", "")), str(data.get("embedder", "")),
-                   data.get("options") or {}, data.get("identity") or {})
+                   data.get("options") or {}, data.get("identity") or {}, persons)
 
     def dumps(self, indent: int | None = None) -> bytes:
         return json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()
@@ -359,11 +369,8 @@ def _check_identity_inputs(config: PlanConfig, references: Mapping[str, Mapping[
         return
     if mode in ("unknown", "known") and not references:
         raise IdentityInputError(f"mode {mode!r} needs reference photos of at least one person")
-    if early and not embedder:
+    if not embedder:  # no embeddings: fail closed in make_plan (postprocess/guard.py), nothing to check
         return
-    if not embedder:
-        raise IdentityInputError(f"mode {mode!r} needs face embeddings, but the frame results have none "
-                                 "(embedder ''); run inference with an embedder or use mode 'all'")
     resolve_threshold(embedder, config.identity_threshold)
     if mode in ("unknown", "known"):
         reference_embeddings(references or {}, embedder)
@@ -376,20 +383,21 @@ def _shape(track: FaceTrack, config: PlanConfig, shot_bounds: np.ndarray) -> Fac
     return pad_track(track, config.pad_frames, int(lowest), int(highest), config.pad_growth)
 
 
-def _samples(results: Mapping[int, FrameResult], track: FaceTrack,
-             config: PlanConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The sequence's sample embeddings, looked up in the frame results, and their quality weights."""
-    rows = choose_samples(track, config.max_samples)
+def _samples(results: Mapping[int, FrameResult], track: FaceTrack, config: PlanConfig,
+             size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sequence's sample embeddings, looked up in the frame results, their quality weights and
+    their wholeness (``identity.border_weights``: faces cut by the frame border weigh less)."""
+    rows = choose_samples(track, config.max_samples, size)
     found = []
     for r in rows.tolist():
         faces = results[int(track.frames[r])].faces
         if faces.dim:
             found.append((r, faces.embedding[track.face_index[r]]))
     if not found:
-        return np.zeros((0, 0), np.float32), np.zeros(0)
+        return np.zeros((0, 0), np.float32), np.zeros(0), np.zeros(0)
     rows = np.array([r for r, _ in found])
-    weights = quality_weights(track.xyxy[rows], track.confidence[rows], track.landmarks[rows])
-    return np.stack([e for _, e in found]), weights
+    weights = quality_weights(track.xyxy[rows], track.confidence[rows], track.landmarks[rows], size)
+    return np.stack([e for _, e in found]), weights, border_weights(track.xyxy[rows], size)
 
 
 def _find_pick(pick: Pick, tracks: list[FaceTrack]) -> int:
@@ -409,8 +417,13 @@ def _find_pick(pick: Pick, tracks: list[FaceTrack]) -> int:
 
 def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped: list[bool], config: PlanConfig,
             people: dict[str, np.ndarray], threshold: float | None, margin: float,
+            size: tuple[int, int] | None = None, blocker: str = "",
+            sampled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
             ) -> tuple[dict[int, Decision], dict[int, dict[str, PersonScore]], dict[str, int]]:
-    """Decisions and identity scores per track id, and which sequence each pick chose."""
+    """Decisions and identity scores per track id, and which sequence each pick chose. ``blocker``
+    (``guard.identity_blocker``): identity cannot be decided, every sequence is blurred with it as
+    the reason. ``sampled`` receives each scored sequence's samples (for ``persons``)."""
+    sampled = {} if sampled is None else sampled
     decisions: dict[int, Decision] = {}
     scores: dict[int, dict[str, PersonScore]] = {}
     picked: dict[str, int] = {}
@@ -423,7 +436,11 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
         t = tracks[i]
         picked[str(pick)] = t.track_id
         if t.track_id not in decisions:
-            people[f"pick {pick}"] = _samples(results, t, config)[0]
+            if blocker:
+                decisions[t.track_id] = Decision("blur", f"picked at {pick}; {blocker}")
+                continue
+            sampled[t.track_id] = _samples(results, t, config, size)
+            people[f"pick {pick}"] = sampled[t.track_id][0]
             decisions[t.track_id] = Decision(config.pick_action, f"picked at {pick} ({config.pick_action})",
                                              person=f"pick {pick}")
     for t, drop in zip(tracks, dropped, strict=True):
@@ -435,8 +452,11 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
                                              f"< min_length {config.min_length} and best score {best:.2f} < "
                                              f"short_keep_score {config.short_keep_score}")
             continue
+        if blocker:
+            decisions[t.track_id] = Decision("blur", blocker)
+            continue
         if people and threshold is not None:
-            samples, weights = _samples(results, t, config)
+            samples, weights, border = sampled[t.track_id] = _samples(results, t, config, size)
             scores[t.track_id] = {p: score_person(p, samples, weights, refs, threshold + margin)
                                   for p, refs in people.items() if len(refs)}
         decisions[t.track_id] = decide(config.mode, scores.get(t.track_id, {}), threshold or 0.0, margin,
@@ -444,8 +464,7 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
     return decisions, scores, picked
 
 
-#: Embedders measured unable to separate people on real footage (README "Choosing who is blurred").
-WEAK_EMBEDDERS = frozenset({"dlib-resnet"})
+__all__ = ["WEAK_EMBEDDERS", "Plan", "PlanError", "SequencePlan", "make_plan"]
 
 
 def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
@@ -465,27 +484,39 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     scan = _scan(results, frames, first, config)
     embedder, threshold = scan.embedder, None
     people: dict[str, np.ndarray] = {}
-    if config.mode != "all":
+    blocker = identity_blocker(config.mode, embedder, config.allow_weak_embedder)
+    if blocker:
+        logger.warning("%s", blocker)
+    elif config.mode != "all":
         _check_identity_inputs(config, references, embedder)
         threshold = resolve_threshold(embedder, config.identity_threshold)
         if config.mode in ("unknown", "known"):
             people = reference_embeddings(references or {}, embedder)
-        blurs_the_person = config.mode == "known" or (config.mode == "select" and config.pick_action == "blur")
-        if embedder in WEAK_EMBEDDERS and blurs_the_person:
-            logger.warning("embedder %s cannot tell people apart reliably on real footage (profiles, dim light): "
-                           "in mode %s the person to hide may be judged someone else and left clear. Use "
-                           "arcface-r100 or mobilefacenet (python -m model.fetch), or mode all", embedder,
-                           config.mode)
-    elif references:
+        if embedder in WEAK_EMBEDDERS:
+            logger.warning("embedder %s cannot tell people apart reliably on real footage (profiles, dim light), "
+                           "and --allow-weak-embedder trusts it in mode %s: a person may be judged someone else",
+                           embedder, config.mode)
+    if config.mode == "all" and references:
         logger.warning("reference photos are only used in modes unknown and known; mode is all")
     bounds = shot_ranges(frames, scan.shots)
     # 3-6: fill, filter, smooth, pad
     shaped = [_shape(t, config, bounds) for t in scan.tracks]
     dropped = [is_false_positive(t, config.min_length, config.short_keep_score) for t in scan.tracks]
 
-    # 7: identity
+    # 7: identity, per sequence, then revised per person across the video (persons.py)
     margin = resolve_margin(embedder, config.identity_margin)
-    decisions, scores, picked = _decide(results, shaped, dropped, config, people, threshold, margin)
+    size = (scan.width, scan.height)
+    sampled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    decisions, scores, picked = _decide(results, shaped, dropped, config, people, threshold, margin, size,
+                                        blocker, sampled)
+    by_id = {t.track_id: t for t in shaped}
+    items = {tid: e for tid, (emb, w, b) in sampled.items() if (e := evidence(by_id[tid], emb, w, b)) is not None}
+    linked = revise(shaped, decisions, scores, items, mode=config.mode, pick_action=config.pick_action,
+                    threshold=threshold or 0.0, margin=margin, min_samples=config.min_samples, embedder=embedder,
+                    picked=picked)
+    decisions = linked.decisions
+    thumbs = {t.track_id: quality_weights(t.xyxy, t.confidence, t.landmarks, size) * t.detected for t in shaped}
+    persons = persons_list(linked.groups, by_id, decisions, scores, thumbs, {t.track_id: t.shot for t in shaped})
 
     # 8: the plan
     width, height = scan.width, scan.height
@@ -505,8 +536,8 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     identity = {"threshold": threshold, "margin": margin, "min_samples": config.min_samples,
                 "references": {p: list(photos) for p, photos in (references or {}).items()}
                 if config.mode in ("unknown", "known") else {},
-                "picks": picked}
+                "picks": picked, "fail_closed": blocker or None}
     plan = Plan(width, height, np.union1d(frames, full), sequences, full, bounds, scan.detector, embedder,
-                config.to_dict(), identity)
+                config.to_dict(), identity, persons)
     logger.info("plan: %s", plan.summary)
     return plan
