@@ -138,6 +138,8 @@ class RunSummary:
                f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
         if self.detector or self.embedder:
             out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")
+        if p.get("fail_closed"):
+            out.append(str(p["fail_closed"]))
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
         out.append(f"time {total:.1f}s{rate}: {stages}")
@@ -342,8 +344,10 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     summary.embedder = pipeline.embedder.name if pipeline.embedder else ""
     note = ""
     if summary.embedder.startswith("dlib") and pipeline_config.embedder == "auto":
-        note = (f" (no ArcFace/MobileFaceNet model file in {pipeline_config.resolved_model_dir()}: dlib is "
-                "slower and less accurate; see model/ to fetch one)")
+        where = pipeline_config.resolved_model_dir()
+        note = (f" (no ArcFace/MobileFaceNet model file in {where}: dlib cannot tell people apart on real "
+                f"footage, so modes unknown/known/select blur every face; python -m model.fetch --dest {where} "
+                "mobilefacenet)")
     log.info("detector %s, embedder %s%s", summary.detector, summary.embedder or "none", note)
     references = load_references(pipeline, config.references) if config.references else None
     summary.seconds["load"] = time.perf_counter() - clock
