@@ -28,11 +28,12 @@ ever in the direction that is safe for the mode:
      cannot both be P: both become borderline.
    - *open set, per video*: where matching P keeps a face clear (``unknown``, ``select`` with
      ``keep``), a match is only certain when no sequence of someone else (not even weakly linked)
-     scores within the margin of it on at least ``min_samples`` samples: a look-alike in the video makes it borderline. Where matching
-     P blurs (``known``, ``select`` with ``blur``), a non-match that stands out from the rest of the
-     video's population (>= mean + 4 standard deviations of the others' scores, and within one
-     margin below the zone) is borderline; so is a non-match weakly linked (>= ``weak``) to a match
-     or borderline sequence of P. Blurring on a weak link is safe there; un-blurring never rests on one.
+     scores within the margin of it on at least ``min_samples`` samples: a look-alike in the video
+     makes it borderline. Where matching P blurs (``known``, ``select`` with ``blur``), a non-match
+     that stands out from the rest of the video's population (>= mean + 4 standard deviations of
+     the others' scores, and within one margin below the zone) is borderline; so is a non-match
+     weakly linked (>= ``weak``) to a match or borderline sequence of P. Blurring on a weak link is
+     safe there; un-blurring never rests on one.
 
    Sequences split by a mixed score (tracking joined two people) stay borderline. What is still in
    doubt is blurred.
@@ -266,7 +267,8 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                 set_(t, BORDERLINE, f"score {score(t):.3f} but sequence {u}, another person of this video, "
                                     f"scores {score(u):.3f} against {person!r}")
         elif blur_side and v == NO_MATCH:
-            near = [u for u in ids if u != t and verdict(u) in (MATCH, BORDERLINE) and links[where[t], where[u]] >= weak]
+            near = [u for u in ids
+                    if u != t and verdict(u) in (MATCH, BORDERLINE) and links[where[t], where[u]] >= weak]
             if near:
                 u = max(near, key=lambda u: links[where[t], where[u]])
                 set_(t, BORDERLINE, f"may be the same person as sequence {u} ({verdict(u)} for {person!r}, "

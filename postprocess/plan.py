@@ -2,7 +2,8 @@
 
 :func:`make_plan` runs the decision steps over the per-frame results: shots (shots.py), sequences
 (tracking.py: link, then join), gap filling (interpolate.py), false positives (filtering.py),
-smoothing (smoothing.py), anti-flicker padding (interpolate.py), identity (identity.py).
+smoothing (smoothing.py), anti-flicker padding (interpolate.py), identity (identity.py: per sequence;
+guard.py: fail closed; persons.py: revised per person across the video).
 
 JSON layout (schema ``face-blur/plan/v1``)::
 
@@ -22,7 +23,23 @@ JSON layout (schema ``face-blur/plan/v1``)::
                     "threshold": 0.3, "margin": 0.05,
                     "decision": "keep", "reason": "matches reference 'alice': ...",
                     "borderline": false}, ...],
-     "summary": {"frames": ..., "sequences": ..., "blurred": ..., ...}}
+     "persons": [{"id": "person-1", "sequences": [7, 9], "frames": 240, "shots": [0, 2],
+                  "thumbnail": {"frame": 130, "box": [x1, y1, x2, y2]},
+                  "decision": "blur", "borderline": false, "score": 0.61, "person": "alice",
+                  "reason": "one line"}, ...],
+     "summary": {"frames": ..., "sequences": ..., "blurred": ..., "persons": ..., "fail_closed": "", ...}}
+
+``persons`` (postprocess/persons.py) groups the sequences of one person across the whole video:
+every sequence is in exactly one person; ids ``person-1``.. are numbered by first appearance and
+stable within a plan (not across re-runs); ``frames`` counts detected and interpolated frames;
+``thumbnail`` is the person's best-quality detected face; ``score`` the best score of its sequences
+against the person it matched (or against any reference or pick), null without scores; ``person``
+the reference it matched. Its ``decision`` follows its sequences: ``keep`` or ``drop`` when all
+agree, else ``blur`` (``borderline`` when they differ or one is borderline). The persons list is a
+view for review: the sequences remain authoritative for rendering, and a plan without ``persons``
+(written before it existed) loads with an empty list. ``identity.fail_closed`` (and
+``summary.fail_closed``) is the one line saying why identity could not be decided (no embedder, or a
+weak one without ``allow_weak_embedder``: postprocess/guard.py), null or empty otherwise.
 
 ``decision`` is ``blur`` | ``keep`` | ``drop`` (a likely false positive, not blurred). The sequences
 (their ``decision`` and ``boxes``) and ``full_frames`` are authoritative: the per-frame boxes to blur
@@ -60,8 +77,8 @@ from postprocess.identity import (
     resolve_threshold,
     score_person,
 )
-from postprocess.persons import evidence, persons_list, revise
 from postprocess.interpolate import interpolate_gaps, pad_track
+from postprocess.persons import evidence, persons_list, revise
 from postprocess.shots import CutDetector, shot_ranges
 from postprocess.smoothing import smooth_track
 from postprocess.tracking import FaceLinker, FaceTrack, join_tracks

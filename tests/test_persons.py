@@ -111,7 +111,8 @@ def test_two_faces_in_one_frame_that_both_match_are_both_blurred_in_unknown():
 
 def test_the_plan_lists_persons_and_reads_plans_without_them():
     results, alice, _ = two_shots(far_cos=0.65)
-    plan = make_plan(results, PlanConfig(mode="unknown", **ZONE), {"alice": {"alice.jpg": photo(reference(alice, 0.7))}})
+    refs = {"alice": {"alice.jpg": photo(reference(alice, 0.7))}}
+    plan = make_plan(results, PlanConfig(mode="unknown", **ZONE), refs)
     data = json.loads(plan.dumps())
     persons = data["persons"]
     assert [p["id"] for p in persons] == [f"person-{k}" for k in range(1, len(persons) + 1)]
