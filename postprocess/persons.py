@@ -31,7 +31,8 @@ ever in the direction that is safe for the mode:
      scores within the margin of it on at least ``min_samples`` samples: a look-alike in the video
      makes it borderline. Where matching P blurs (``known``, ``select`` with ``blur``), a non-match
      that stands out from the rest of the video's population (>= mean + 4 standard deviations of
-     the others' scores, and within one margin below the zone) is borderline; so is a non-match
+     the others' scores, the deviation counted at least 0.08, at least 3 others; and within one
+     margin below the zone) is borderline; so is a non-match
      weakly linked (>= ``weak``) to a match or borderline sequence of P. Blurring on a weak link is
      safe there; un-blurring never rests on one.
 
@@ -63,7 +64,9 @@ LINKS: dict[str, tuple[float, float]] = {
 }
 CONTINUITY_GAP = 30  # frames: a sequence starting where another ended this soon after continues it
 PARTIAL = 0.5  # median border weight below which a sequence is a partial face
-OUTLIER_SIGMAS = 4.0
+OUTLIER_SIGMAS = 4.0  # a non-match this many spreads above the video's other people is in doubt (known)...
+OUTLIER_MIN_SPREAD = 0.08  # ...the spread never counted smaller (a few sequences scoring alike say little)
+OUTLIER_MIN_PEOPLE = 3
 
 
 @dataclass
@@ -275,8 +278,8 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                                     f"link {links[where[t], where[u]]:.2f}); blurred to be safe")
                 continue
             pop = np.array([score(u) for u in others if verdict(u) == NO_MATCH])
-            if len(pop) >= 2:
-                mu, sigma = float(pop.mean()), max(float(pop.std()), 0.05)
+            if len(pop) >= OUTLIER_MIN_PEOPLE:
+                mu, sigma = float(pop.mean()), max(float(pop.std()), OUTLIER_MIN_SPREAD)
                 if score(t) >= mu + OUTLIER_SIGMAS * sigma and score(t) >= threshold - 2 * margin:
                     set_(t, BORDERLINE, f"score {score(t):.3f} stands out from the {len(pop)} other people of this "
                                         f"video (mean {mu:.3f}); blurred to be safe")
