@@ -60,7 +60,7 @@ LINKS: dict[str, tuple[float, float]] = {
     "mobilefacenet": (0.35, 0.55),
     "arcface-r100": (0.30, 0.50),  # provisional, as its identity thresholds
     "arcface-r100-int8": (0.30, 0.50),
-    "dlib-resnet": (0.90, 0.95),
+    "dlib-resnet": (0.94, 0.97),  # photos: same person >= 0.944, different people up to 0.965
 }
 CONTINUITY_GAP = 30  # frames: a sequence starting where another ended this soon after continues it
 PARTIAL = 0.5  # median border weight below which a sequence is a partial face

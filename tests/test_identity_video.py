@@ -102,7 +102,7 @@ def test_face_blur_run_with_no_model_options_uses_mobilefacenet(clip, video, fac
     assert data["embedder"] == "mobilefacenet" and "embedder mobilefacenet" in err
     assert "identity not decided" not in err and data["identity"]["fail_closed"] is None
     kept = [p for p in data["persons"] if p["decision"] == "keep"]
-    assert len(kept) == 1 and kept[0]["person"] == "obama" and kept[0]["shots"] == [0, 1, 2]
+    assert len(kept) == 1 and kept[0]["person"] == "obama2" and kept[0]["shots"] == [0, 1, 2]  # the photo stem
 
 
 def test_known_with_dlib_blurs_everyone_and_says_why(clip, video, faces_dir, test_model_dir, tmp_path, capsys):
