@@ -39,8 +39,20 @@ ever in the direction that is safe for the mode:
    Sequences split by a mixed score (tracking joined two people) stay borderline. What is still in
    doubt is blurred.
 
-Nothing here keeps an embedding beyond the call; the persons list written to the plan holds
-sequence ids, counts, a thumbnail box, the decision and one line of reason.
+The plan's ``persons`` list (:func:`persons_list`), one entry per person::
+
+    {"id": "person-1", "sequences": [7, 9], "frames": 240, "shots": [0, 2],
+     "thumbnail": {"frame": 130, "box": [x1, y1, x2, y2]}, "decision": "blur" | "keep" | "drop",
+     "borderline": false, "score": 0.61 | null, "person": "alice" | null, "reason": "one line"}
+
+Every sequence is in exactly one person; ids ``person-1``.. follow first appearance (stable within
+a plan, not across re-runs); ``frames`` counts detected and interpolated frames (not padding);
+``thumbnail`` is the best-quality detected face (size x score x frontality x wholeness); ``score``
+the best score of its sequences against the reference it matched (else against anyone), null
+without scores; ``person`` the reference it matched. ``decision`` follows the sequences: ``keep`` or
+``drop`` when all agree (drops ignored beside others), else ``blur``, borderline when they differ or
+a blurred one is borderline. The sequences remain authoritative for rendering. Nothing here keeps
+an embedding beyond the call.
 """
 
 from __future__ import annotations
@@ -50,7 +62,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from postprocess.identity import BORDERLINE, MATCH, NO_MATCH, Decision, PersonScore, assess, decide
+from postprocess.identity import (
+    BORDERLINE,
+    MATCH,
+    NO_MATCH,
+    Decision,
+    PersonScore,
+    assess,
+    decide,
+    quality_weights,
+)
 from postprocess.tracking import FaceTrack
 
 #: Per embedder, (weak, strong) link thresholds on the cosine similarity of two sequences' mean
@@ -283,6 +304,24 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                 if score(t) >= mu + OUTLIER_SIGMAS * sigma and score(t) >= threshold - 2 * margin:
                     set_(t, BORDERLINE, f"score {score(t):.3f} stands out from the {len(pop)} other people of this "
                                         f"video (mean {mu:.3f}); blurred to be safe")
+
+
+def link_persons(tracks: list[FaceTrack], decisions: Mapping[int, Decision],
+                 scores: Mapping[int, Mapping[str, PersonScore]],
+                 sampled: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]], config,
+                 threshold: float, margin: float, embedder: str, picked: Mapping[str, int],
+                 frame_size: tuple[int, int] | None) -> tuple[dict[int, Decision], list[dict]]:
+    """``make_plan``'s step: revised decisions and the plan's persons list. ``sampled``: per scored
+    track id, its sample embeddings, quality weights and border weights; ``config`` a PlanConfig."""
+    by_id = {t.track_id: t for t in tracks}
+    items = {tid: e for tid, (emb, w, b) in sampled.items() if (e := evidence(by_id[tid], emb, w, b)) is not None}
+    linked = revise(tracks, decisions, scores, items, mode=config.mode, pick_action=config.pick_action,
+                    threshold=threshold, margin=margin, min_samples=config.min_samples, embedder=embedder,
+                    picked=picked)
+    thumbs = {t.track_id: quality_weights(t.xyxy, t.confidence, t.landmarks, frame_size) * t.detected
+              for t in tracks}
+    persons = persons_list(linked.groups, by_id, linked.decisions, scores, thumbs, {t.track_id: t.shot for t in tracks})
+    return linked.decisions, persons
 
 
 def persons_list(groups: list[list[int]], tracks: Mapping[int, FaceTrack], decisions: Mapping[int, Decision],

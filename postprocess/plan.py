@@ -29,17 +29,10 @@ JSON layout (schema ``face-blur/plan/v1``)::
                   "reason": "one line"}, ...],
      "summary": {"frames": ..., "sequences": ..., "blurred": ..., "persons": ..., "fail_closed": "", ...}}
 
-``persons`` (postprocess/persons.py) groups the sequences of one person across the whole video:
-every sequence is in exactly one person; ids ``person-1``.. are numbered by first appearance and
-stable within a plan (not across re-runs); ``frames`` counts detected and interpolated frames;
-``thumbnail`` is the person's best-quality detected face; ``score`` the best score of its sequences
-against the person it matched (or against any reference or pick), null without scores; ``person``
-the reference it matched. Its ``decision`` follows its sequences: ``keep`` or ``drop`` when all
-agree, else ``blur`` (``borderline`` when they differ or one is borderline). The persons list is a
-view for review: the sequences remain authoritative for rendering, and a plan without ``persons``
-(written before it existed) loads with an empty list. ``identity.fail_closed`` (and
-``summary.fail_closed``) is the one line saying why identity could not be decided (no embedder, or a
-weak one without ``allow_weak_embedder``: postprocess/guard.py), null or empty otherwise.
+``persons`` (postprocess/persons.py: ``persons_list``) groups the sequences of one person across the
+video for review; every sequence is in exactly one person. It is a view: the sequences remain
+authoritative for rendering, and a plan without ``persons`` (older plans) loads with an empty list.
+``identity.fail_closed``: why identity was not decided (postprocess/guard.py), else null.
 
 ``decision`` is ``blur`` | ``keep`` | ``drop`` (a likely false positive, not blurred). The sequences
 (their ``decision`` and ``boxes``) and ``full_frames`` are authoritative: the per-frame boxes to blur
@@ -78,7 +71,7 @@ from postprocess.identity import (
     score_person,
 )
 from postprocess.interpolate import interpolate_gaps, pad_track
-from postprocess.persons import evidence, persons_list, revise
+from postprocess.persons import link_persons
 from postprocess.shots import CutDetector, shot_ranges
 from postprocess.smoothing import smooth_track
 from postprocess.tracking import FaceLinker, FaceTrack, join_tracks
@@ -526,14 +519,8 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     sampled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     decisions, scores, picked = _decide(results, shaped, dropped, config, people, threshold, margin, size,
                                         blocker, sampled)
-    by_id = {t.track_id: t for t in shaped}
-    items = {tid: e for tid, (emb, w, b) in sampled.items() if (e := evidence(by_id[tid], emb, w, b)) is not None}
-    linked = revise(shaped, decisions, scores, items, mode=config.mode, pick_action=config.pick_action,
-                    threshold=threshold or 0.0, margin=margin, min_samples=config.min_samples, embedder=embedder,
-                    picked=picked)
-    decisions = linked.decisions
-    thumbs = {t.track_id: quality_weights(t.xyxy, t.confidence, t.landmarks, size) * t.detected for t in shaped}
-    persons = persons_list(linked.groups, by_id, decisions, scores, thumbs, {t.track_id: t.shot for t in shaped})
+    decisions, persons = link_persons(shaped, decisions, scores, sampled, config, threshold or 0.0, margin,
+                                      embedder, picked, size)
 
     # 8: the plan
     width, height = scan.width, scan.height
