@@ -27,14 +27,14 @@ ever in the direction that is safe for the mode:
    - *one face per person per frame*: two sequences detected in the same frame that both match P
      cannot both be P: both become borderline.
    - *open set, per video*: where matching P keeps a face clear (``unknown``, ``select`` with
-     ``keep``), a match is only certain when no sequence of someone else (not even weakly linked)
-     scores within the margin of it on at least ``min_samples`` samples: a look-alike in the video
-     makes it borderline. Where matching P blurs (``known``, ``select`` with ``blur``), a non-match
-     that stands out from the rest of the video's population (>= mean + 4 standard deviations of
-     the others' scores, the deviation counted at least 0.08, at least 3 others; and within one
-     margin below the zone) is borderline; so is a non-match
-     weakly linked (>= ``weak``) to a match or borderline sequence of P. Blurring on a weak link is
-     safe there; un-blurring never rests on one.
+     ``keep``), a match is only certain when no sequence of someone else (not even weakly linked
+     to the person) scores within the margin of the person's best clear match on at least
+     ``min_samples`` samples: a look-alike in the video makes it borderline. Where matching P
+     blurs (``known``, ``select`` with ``blur``), a non-match that stands out from the rest of the
+     video's population (>= mean + 4 standard deviations of the others' scores, the deviation
+     counted at least 0.08, at least 3 others; and within one margin below the zone) is
+     borderline; so is a non-match weakly linked (>= ``weak``) to a match or borderline sequence
+     of P. Blurring on a weak link is safe there; un-blurring never rests on one.
 
    Sequences split by a mixed score (tracking joined two people) stay borderline. What is still in
    doubt is blurred.
@@ -284,11 +284,16 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
             continue
         others = [u for u in ids if u != t and group_of.get(u) != group_of.get(t) and np.isfinite(score(u))]
         if not blur_side and v == MATCH:
-            rivals = [u for u in others if links[where[t], where[u]] < weak and verdict(u) != MATCH
-                      and scores[u][person].samples >= min_samples and score(u) >= score(t) - margin]
+            # the person's certain score: its best clear match (a carried match rests on that one)
+            own = [score(m) for m in groups[group_of[t]] if verdict(m) == MATCH and not items[m].partial
+                   and np.isfinite(score(m))] or [score(t)]
+            best = max(own)
+            rivals = [u for u in others if verdict(u) != MATCH and scores[u][person].samples >= min_samples
+                      and score(u) >= best - margin
+                      and all(links[where[m], where[u]] < weak for m in groups[group_of[t]])]
             if rivals:
                 u = max(rivals, key=score)
-                set_(t, BORDERLINE, f"score {score(t):.3f} but sequence {u}, another person of this video, "
+                set_(t, BORDERLINE, f"its person scores {best:.3f} but sequence {u}, another person of this video, "
                                     f"scores {score(u):.3f} against {person!r}")
         elif blur_side and v == NO_MATCH:
             near = [u for u in ids
