@@ -1,7 +1,10 @@
 """Identity on footage-like video: ``python -m bench.identity_video [--model-dir DIR] [--embedders ...]``.
 
-Measures the targets of the README's "Identity on video" table on the development clips of
-``bench/identity_clips.py`` (the same person in several shots, one far and dim, H.264 at CRF 26):
+Measures the targets of the README's "Identity on video" table on development clips: the clip of
+``bench/identity_clips.py`` (the same person in several shots, one far and dim, H.264 at CRF 26)
+and, with ``--devset NAME ...``, clips of the project's development set (``bench/devset.py``:
+``identity_same``, ``identity_two``, ``cuts``, ``border`` ...; references: the clip's own, else
+another shared photo of the person):
 for each person of the clip as the protected witness (``known``), as the one click (``select``, a
 pick in the shot where that person is largest) and as the reporter (``unknown``):
 
@@ -27,13 +30,35 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.identity_clips import REFERENCES, score_plan, two_shots, write_clip
+from bench.identity_clips import REFERENCES, Clip, score_plan, two_shots, write_clip
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "testdata"
 
 
-def analyse(video: Path, faces_dir: Path, embedder: str, model_dir: Path | None):
+def devset_clip(name: str) -> tuple[Clip, Path, dict[str, str]]:
+    """A development-set clip as a :class:`Clip` (truth boxes clipped to the frame), its video and the
+    reference photo of each person that has one."""
+    from bench.devset import DEFAULT_DIR, load_truth, make_devset
+
+    video = DEFAULT_DIR / f"{name}.mp4"
+    if not video.is_file():
+        make_devset(DEFAULT_DIR, [name])
+    t = load_truth(video)
+    truth: list[dict] = [{} for _ in range(t.frames)]
+    for f in t.faces:
+        x1, y1, x2, y2 = f.box
+        box = (max(0.0, x1), max(0.0, y1), min(float(t.width), x2), min(float(t.height), y2))
+        if box[2] - box[0] >= 2 and box[3] - box[1] >= 2:
+            truth[f.frame - 1][f.person] = box
+    shots = [(a - 1, b - 1, f"shot {i}") for i, (a, b) in enumerate(t.shots)]
+    people = {p for frame in truth for p in frame}
+    refs = {p: (t.references or {}).get(p) or REFERENCES.get(p) for p in people}
+    return Clip(name, [], truth, shots), video, {p: r for p, r in refs.items() if r}
+
+
+def analyse(video: Path, faces_dir: Path, embedder: str, model_dir: Path | None,
+            references: dict[str, str] = REFERENCES):
     from faceblur.local import read_image
     from faceblur.video import iter_frames
     from handler.pipeline import PipelineConfig, load_pipeline
@@ -41,7 +66,7 @@ def analyse(video: Path, faces_dir: Path, embedder: str, model_dir: Path | None)
     pipeline = load_pipeline(PipelineConfig(model_dir=model_dir, embedder=embedder, device="cpu"))
     name = pipeline.embedder.name if pipeline.embedder else "none"
     results = {f.index: pipeline.analyse(f.image, f.index) for f in iter_frames(video)}
-    refs = {p: {photo: pipeline.analyse(read_image(faces_dir / photo)[1], 0)} for p, photo in REFERENCES.items()}
+    refs = {p: {photo: pipeline.analyse(read_image(faces_dir / photo)[1], 0)} for p, photo in references.items()}
     return name, results, refs
 
 
@@ -55,11 +80,12 @@ def measure(clip, results, refs) -> list[dict]:
     from postprocess.config import Pick, PlanConfig
     from postprocess.plan import make_plan
 
-    people = sorted({p for t in clip.truth for p in t})
+    everyone = {p for t in clip.truth for p in t}
+    people = sorted(everyone & set(refs))  # those with a reference photo are the witness / reporter in turn
     plan = make_plan(results, PlanConfig(mode="all"))  # what detection alone allows: recall's ceiling
     rows = [{"mode": "all", "person": "-", **score_plan(clip, plan, None, set()), "fail_closed": ""}]
     for person in people:
-        others = set(people) - {person}
+        others = everyone - {person}
         ref = {person: refs[person]}
         pick = Pick.parse(clip.pick(person, _largest_shot(clip, person)))
         cases = [("known", PlanConfig(mode="known"), ref, {person}, others),
@@ -79,28 +105,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=None, help="model folder (default: the default rule)")
     parser.add_argument("--embedders", nargs="+", default=["auto", "dlib", "none"], help="embedders to compare")
     parser.add_argument("--per-shot", type=int, default=16, help="frames per shot")
+    parser.add_argument("--devset", nargs="*", default=[], metavar="NAME",
+                        help="also these clips of bench/devset.py (e.g. identity_same identity_two cuts border)")
+    parser.add_argument("--no-own-clip", dest="own_clip", action="store_false",
+                        help="skip the bench/identity_clips.py clip")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    clip = two_shots(args.faces, per_shot=args.per_shot)
     out: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        video = write_clip(clip, Path(tmp) / "two_shots.mp4")
-        for embedder in args.embedders:
-            start = time.perf_counter()
-            name, results, refs = analyse(video, args.faces, embedder, args.model_dir)
-            rows = measure(clip, results, refs)
-            for r in rows:
-                r["embedder"] = f"{embedder} ({name})" if embedder == "auto" else name
-            out += rows
-            print(f"{embedder}: {name}, {len(results)} frames, {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    print(f"clip {clip.name}: {len(clip.frames)} frames, shots: " + "; ".join(s[2] for s in clip.shots))
-    print("| embedder | mode | person | recall | kept-clear | note |")
-    print("| --- | --- | --- | --- | --- | --- |")
+        clips = []
+        if args.own_clip:
+            own = two_shots(args.faces, per_shot=args.per_shot)
+            clips.append((own, write_clip(own, Path(tmp) / "two_shots.mp4"), REFERENCES))
+        clips += [devset_clip(name) for name in args.devset]
+        for clip, video, references in clips:
+            for embedder in args.embedders:
+                start = time.perf_counter()
+                name, results, refs = analyse(video, args.faces, embedder, args.model_dir, references)
+                rows = measure(clip, results, refs)
+                for r in rows:
+                    r["embedder"] = f"{embedder} ({name})" if embedder == "auto" else name
+                    r["clip"] = clip.name
+                out += rows
+                print(f"{clip.name} {embedder}: {name}, {len(results)} frames, {time.perf_counter() - start:.0f} s",
+                      file=sys.stderr)
+    print("| clip | embedder | mode | person | recall | kept-clear | note |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in out:
         note = "fail closed" if r["fail_closed"] else ""
-        print(f"| {r['embedder']} | {r['mode']} | {r['person']} | {r['recall']:.3f} ({r['must_blur']}) | "
+        print(f"| {r['clip']} | {r['embedder']} | {r['mode']} | {r['person']} | {r['recall']:.3f} ({r['must_blur']}) | "
               f"{r['kept_clear']:.3f} ({r['must_keep']}) | {note} |")
-    print("\nPer embedder and mode, pooled over the people (faces in brackets):")
+    print("\nPer embedder and mode, pooled over the people and clips (faces in brackets):")
     print("| embedder | mode | recall | kept-clear |")
     print("| --- | --- | --- | --- |")
     for emb in dict.fromkeys(r["embedder"] for r in out):
