@@ -25,7 +25,10 @@ ever in the direction that is safe for the mode:
    - *carry a certain non-match* to the partial, borderline members of a person that holds a clear
      non-match and no match (a face cut by the border is decided by the rest of the person).
    - *one face per person per frame*: two sequences detected in the same frame that both match P
-     cannot both be P: both become borderline.
+     cannot both be P: both become borderline. Where matching P blurs, a borderline sequence (in
+     the zone, enough samples, whole) seen for at least 3 frames beside a certain, whole match of P
+     (or P's pick) scoring at least two margins higher is not P: the witness cannot be twice in a
+     frame, so the bystander beside her is kept clear.
    - *open set, per video*: where matching P keeps a face clear (``unknown``, ``select`` with
      ``keep``), a match is only certain when no sequence of someone else (not even weakly linked
      to the person) scores within the margin of the person's best clear match on at least
@@ -85,6 +88,7 @@ LINKS: dict[str, tuple[float, float]] = {
 }
 CONTINUITY_GAP = 30  # frames: a sequence starting where another ended this soon after continues it
 PARTIAL = 0.5  # median border weight below which a sequence is a partial face
+COOCCUR = 3  # frames two sequences must share to count as two people seen together
 OUTLIER_SIGMAS = 4.0  # a non-match this many spreads above the video's other people is in doubt (known)...
 OUTLIER_MIN_SPREAD = 0.08  # ...the spread never counted smaller (a few sequences scoring alike say little)
 OUTLIER_MIN_PEOPLE = 3
@@ -170,6 +174,11 @@ def cluster(links: np.ndarray, apart: np.ndarray, strong: float) -> list[list[in
             group[k] = gi
         del members[gj]
     return sorted((sorted(m) for m in members.values()), key=lambda m: m[0])
+
+
+def _overlap(a: Evidence, b: Evidence) -> int:
+    """Frames both sequences span."""
+    return max(0, min(a.last, b.last) - max(a.first, b.first) + 1)
 
 
 def _mixed(score: PersonScore, threshold: float, margin: float, min_samples: int) -> bool:
@@ -277,6 +286,20 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                 for t, other in ((a, b), (b, a)):
                     if t in verdicts and person in verdicts[t]:
                         set_(t, BORDERLINE, f"sequence {other}, seen in the same frames, matches {person!r} too")
+    # someone seen beside a certain match of P is not P (known / select-blur: un-blurs a borderline)
+    if blur_side:
+        sure = [u for u in ids if verdict(u) == MATCH and not items[u].partial and u not in pick_tracks
+                and np.isfinite(score(u))] + [u for u in ids if pick_tracks.get(u) == person]
+        for t in ids:
+            if verdict(t) != BORDERLINE or items[t].partial or not settable(t) \
+                    or scores[t][person].samples < min_samples:
+                continue
+            beside = [u for u in sure if apart[where[t], where[u]] and _overlap(items[t], items[u]) >= COOCCUR
+                      and (u in pick_tracks or score(u) - score(t) >= 2 * margin)]
+            if beside:
+                u = beside[0]
+                set_(t, NO_MATCH, f"seen in the same frames as sequence {u}, which is {person!r} with certainty "
+                                  f"(own score {score(t):.3f})")
     # open set: the rest of this video's people
     for t in ids:
         v = verdict(t)

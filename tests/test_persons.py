@@ -132,3 +132,19 @@ def test_the_plan_lists_persons_and_reads_plans_without_them():
     del data["persons"]  # a plan written before persons existed
     old = Plan.from_dict(data)
     assert old.persons == [] and [s.decision for s in old.sequences] == [s.decision for s in plan.sequences]
+
+
+def test_known_keeps_clear_a_doubtful_bystander_seen_beside_the_certain_witness():
+    """One person is never twice in a frame: beside the certain witness, a look-alike in the zone of
+    doubt is someone else; alone (no certain witness beside him) he stays blurred."""
+    alice, other = people(2, seed=13)
+    lookalike = blend(alice, other, 0.6)  # scores about 0.4 against Alice's photo: in doubt alone
+    apps = [Appearance(alice, range(30), lambda f: box_at(180, 180, 80)),
+            Appearance(lookalike, range(30), lambda f: box_at(460, 180, 80))]
+    refs = {"alice": {"a.jpg": photo(reference(alice, 0.7))}}
+    plan = make_plan(build_results(apps, 30), PlanConfig(mode="known", **ZONE), refs)
+    assert at(plan, 10, 180) == "blur" and at(plan, 10, 460) == "keep"
+    beside = next(s for s in plan.sequences if s.boxes[0][0] > 320)
+    assert "seen in the same frames as sequence" in beside.reason and 0.3 <= beside.scores["alice"] < 0.5
+    alone = make_plan(build_results(apps[1:], 30), PlanConfig(mode="known", **ZONE), refs)
+    assert [s.decision for s in alone.sequences] == ["blur"]
