@@ -145,11 +145,15 @@ def link_matrix(items: list[Evidence], weak: float, strong: float) -> tuple[np.n
     last = np.array([e.last for e in items])
     apart = (first[:, None] <= last[None, :]) & (first[None, :] <= last[:, None])
     np.fill_diagonal(apart, False)
-    for i, a in enumerate(items):
-        for j, b in enumerate(items):
-            if a.shot == b.shot and 0 < b.first - a.last <= CONTINUITY_GAP and links[i, j] >= weak \
-                    and _iou(a.end_box, b.start_box) >= 0.3:
-                links[i, j] = links[j, i] = max(links[i, j], strong)
+    shots = np.array([e.shot for e in items])
+    for shot in np.unique(shots):  # continuity: only sequences of one shot, few per shot
+        members = np.flatnonzero(shots == shot).tolist()
+        for i in members:
+            for j in members:
+                a, b = items[i], items[j]
+                if 0 < b.first - a.last <= CONTINUITY_GAP and links[i, j] >= weak \
+                        and _iou(a.end_box, b.start_box) >= 0.3:
+                    links[i, j] = links[j, i] = max(links[i, j], strong)
     links[apart] = -np.inf
     np.fill_diagonal(links, 1.0)
     return links, apart
@@ -160,8 +164,9 @@ def cluster(links: np.ndarray, apart: np.ndarray, strong: float) -> list[list[in
     n = len(links)
     group = list(range(n))
     members: dict[int, list[int]] = {i: [i] for i in range(n)}
-    pairs = [(links[i, j], i, j) for i in range(n) for j in range(i + 1, n) if links[i, j] >= strong]
-    for _, i, j in sorted(pairs, reverse=True):
+    ii, jj = np.nonzero(np.triu(links >= strong, k=1))
+    order = np.argsort(-links[ii, jj], kind="stable")
+    for i, j in zip(ii[order].tolist(), jj[order].tolist(), strict=True):
         gi, gj = group[i], group[j]
         if gi == gj:
             continue
