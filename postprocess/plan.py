@@ -1,8 +1,10 @@
 """Making the plan: :func:`make_plan` runs the decision steps over the per-frame results: shots
 (shots.py), sequences (tracking.py: link, then join), gap filling (interpolate.py), which sequences are
 faces (confirm.py), smoothing (smoothing.py), anti-flicker padding (interpolate.py), identity
-(identity.py). The result is a :class:`postprocess.plan_format.Plan` (the file format, JSON layout
-and the rules of an edited plan are described there). The plan never contains embeddings.
+(identity.py: per sequence; guard.py: fail closed without a discriminative embedder; persons.py:
+revised per person across the video, and the plan's persons list). The result is a
+:class:`postprocess.plan_format.Plan` (the file format, JSON layout and the rules of an edited plan
+are described there). The plan never contains embeddings.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import numpy as np
 from contract import FrameFaces, FrameResult
 from postprocess.config import Pick, PlanConfig
 from postprocess.confirm import confirm
+from postprocess.guard import WEAK_EMBEDDERS, identity_blocker
 from postprocess.identity import (
     DEFAULT_THRESHOLDS,
     Decision,
     IdentityInputError,
     PersonScore,
+    border_weights,
     choose_samples,
     decide,
     quality_weights,
@@ -31,6 +35,7 @@ from postprocess.identity import (
     score_person,
 )
 from postprocess.interpolate import interpolate_gaps, pad_track
+from postprocess.persons import link_persons
 from postprocess.plan_format import ROW_KIND, Plan, SequencePlan
 from postprocess.shots import CutDetector, shot_ranges
 from postprocess.smoothing import smooth_track
@@ -113,11 +118,8 @@ def _check_identity_inputs(config: PlanConfig, references: Mapping[str, Mapping[
         return
     if mode in ("unknown", "known") and not references:
         raise IdentityInputError(f"mode {mode!r} needs reference photos of at least one person")
-    if early and not embedder:
+    if not embedder:  # no embeddings: fail closed in make_plan (postprocess/guard.py), nothing to check
         return
-    if not embedder:
-        raise IdentityInputError(f"mode {mode!r} needs face embeddings, but the frame results have none "
-                                 "(embedder ''); run inference with an embedder or use mode 'all'")
     resolve_threshold(embedder, config.identity_threshold)
     if mode in ("unknown", "known"):
         reference_embeddings(references or {}, embedder)
@@ -130,10 +132,11 @@ def _shape(track: FaceTrack, config: PlanConfig, shot_bounds: np.ndarray) -> Fac
     return pad_track(track, config.pad_frames, int(lowest), int(highest), config.pad_growth)
 
 
-def _samples(results: Mapping[int, FrameResult], track: FaceTrack,
-             config: PlanConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The sequence's sample embeddings, looked up in the frame results, and their quality weights."""
-    rows = choose_samples(track, config.max_samples)
+def _samples(results: Mapping[int, FrameResult], track: FaceTrack, config: PlanConfig,
+             size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sequence's sample embeddings, looked up in the frame results, their quality weights and
+    their wholeness (``identity.border_weights``: faces cut by the frame border weigh less)."""
+    rows = choose_samples(track, config.max_samples, size)
     found = []
     for r in rows.tolist():
         faces = results[int(track.frames[r])].faces
@@ -141,10 +144,10 @@ def _samples(results: Mapping[int, FrameResult], track: FaceTrack,
         if vector is not None and np.any(vector):  # all zeros: a candidate that was not embedded
             found.append((r, vector))
     if not found:
-        return np.zeros((0, 0), np.float32), np.zeros(0)
+        return np.zeros((0, 0), np.float32), np.zeros(0), np.zeros(0)
     rows = np.array([r for r, _ in found])
-    weights = quality_weights(track.xyxy[rows], track.confidence[rows], track.landmarks[rows])
-    return np.stack([e for _, e in found]), weights
+    weights = quality_weights(track.xyxy[rows], track.confidence[rows], track.landmarks[rows], size)
+    return np.stack([e for _, e in found]), weights, border_weights(track.xyxy[rows], size)
 
 
 def _find_pick(pick: Pick, tracks: list[FaceTrack]) -> int:
@@ -164,9 +167,14 @@ def _find_pick(pick: Pick, tracks: list[FaceTrack]) -> int:
 
 def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped: list[str], config: PlanConfig,
             people: dict[str, np.ndarray], threshold: float | None, margin: float,
+            size: tuple[int, int] | None = None, blocker: str = "",
+            sampled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
             ) -> tuple[dict[int, Decision], dict[int, dict[str, PersonScore]], dict[str, int]]:
     """Decisions and identity scores per track id, and which sequence each pick chose; ``dropped``:
-    per track, why it is not a face ("" when it is one; a pick overrides it)."""
+    per track, why it is not a face ("" when it is one; a pick overrides it). ``blocker``
+    (``guard.identity_blocker``): identity cannot be decided, every sequence is blurred with it as
+    the reason. ``sampled`` receives each scored sequence's samples (for ``persons``)."""
+    sampled = {} if sampled is None else sampled
     decisions: dict[int, Decision] = {}
     scores: dict[int, dict[str, PersonScore]] = {}
     picked: dict[str, int] = {}
@@ -179,7 +187,11 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
         t = tracks[i]
         picked[str(pick)] = t.track_id
         if t.track_id not in decisions:
-            people[f"pick {pick}"] = _samples(results, t, config)[0]
+            if blocker:
+                decisions[t.track_id] = Decision("blur", f"picked at {pick}; {blocker}")
+                continue
+            sampled[t.track_id] = _samples(results, t, config, size)
+            people[f"pick {pick}"] = sampled[t.track_id][0]
             decisions[t.track_id] = Decision(config.pick_action, f"picked at {pick} ({config.pick_action})",
                                              person=f"pick {pick}")
     for t, drop in zip(tracks, dropped, strict=True):
@@ -188,8 +200,11 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
         if drop:
             decisions[t.track_id] = Decision("drop", drop)
             continue
+        if blocker:
+            decisions[t.track_id] = Decision("blur", blocker)
+            continue
         if people and threshold is not None:
-            samples, weights = _samples(results, t, config)
+            samples, weights, border = sampled[t.track_id] = _samples(results, t, config, size)
             scores[t.track_id] = {p: score_person(p, samples, weights, refs, threshold + margin)
                                   for p, refs in people.items() if len(refs)}
         decisions[t.track_id] = decide(config.mode, scores.get(t.track_id, {}), threshold or 0.0, margin,
@@ -197,8 +212,7 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
     return decisions, scores, picked
 
 
-#: Embedders measured unable to separate people on real footage (README "Choosing who is blurred").
-WEAK_EMBEDDERS = frozenset({"dlib-resnet"})
+__all__ = ["WEAK_EMBEDDERS", "make_plan"]
 
 
 def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
@@ -218,18 +232,19 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     scan = _scan(results, frames, first, config)
     embedder, threshold = scan.embedder, None
     people: dict[str, np.ndarray] = {}
-    if config.mode != "all":
+    blocker = identity_blocker(config.mode, embedder, config.allow_weak_embedder)
+    if blocker:
+        logger.warning("%s", blocker)
+    elif config.mode != "all":
         _check_identity_inputs(config, references, embedder)
         threshold = resolve_threshold(embedder, config.identity_threshold)
         if config.mode in ("unknown", "known"):
             people = reference_embeddings(references or {}, embedder)
-        blurs_the_person = config.mode == "known" or (config.mode == "select" and config.pick_action == "blur")
-        if embedder in WEAK_EMBEDDERS and blurs_the_person:
-            logger.warning("embedder %s cannot tell people apart reliably on real footage (profiles, dim light): "
-                           "in mode %s the person to hide may be judged someone else and left clear. Use "
-                           "arcface-r100 or mobilefacenet (python -m model.fetch), or mode all", embedder,
-                           config.mode)
-    elif references:
+        if embedder in WEAK_EMBEDDERS:
+            logger.warning("embedder %s cannot tell people apart reliably on real footage (profiles, dim light), "
+                           "and --allow-weak-embedder trusts it in mode %s: a person may be judged someone else",
+                           embedder, config.mode)
+    if config.mode == "all" and references:
         logger.warning("reference photos are only used in modes unknown and known; mode is all")
     bounds = shot_ranges(frames, scan.shots)
     # 3-6: fill, filter, smooth, pad
@@ -241,9 +256,13 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
         dropped.append("" if face else why)
         found[t.track_id] = why if face else ""
 
-    # 7: identity
+    # 7: identity, per sequence, then revised per person across the video (persons.py)
     margin = resolve_margin(embedder, config.identity_margin)
-    decisions, scores, picked = _decide(results, shaped, dropped, config, people, threshold, margin)
+    sampled: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    decisions, scores, picked = _decide(results, shaped, dropped, config, people, threshold, margin,
+                                        (scan.width, scan.height), blocker, sampled)
+    decisions, persons = link_persons(shaped, decisions, scores, sampled, config, threshold or 0.0, margin,
+                                      embedder, picked, (scan.width, scan.height))
 
     # 8: the plan
     width, height = scan.width, scan.height
@@ -264,8 +283,8 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     identity = {"threshold": threshold, "margin": margin, "min_samples": config.min_samples,
                 "references": {p: list(photos) for p, photos in (references or {}).items()}
                 if config.mode in ("unknown", "known") else {},
-                "picks": picked}
+                "picks": picked, "fail_closed": blocker or None}
     plan = Plan(width, height, np.union1d(frames, full), sequences, full, bounds, scan.detector, embedder,
-                config.to_dict(), identity)
+                config.to_dict(), identity, persons)
     logger.info("plan: %s", plan.summary)
     return plan

@@ -21,7 +21,17 @@ JSON layout (schema ``face-blur/plan/v1``)::
                     "borderline": false,
                     "confidence": [0.0, 0.91, ...]},    optional: detector score per frame (0: added row)
                    ...],
-     "summary": {"frames": ..., "sequences": ..., "blurred": ..., ...}}
+     "persons": [{"id": "person-1", "sequences": [7, 9], "frames": 240, "shots": [0, 2],
+                  "thumbnail": {"frame": 130, "box": [x1, y1, x2, y2]},
+                  "decision": "blur", "borderline": false, "score": 0.61, "person": "alice",
+                  "reason": "one line"}, ...],
+     "summary": {"frames": ..., "sequences": ..., "blurred": ..., "persons": ..., "fail_closed": "", ...}}
+
+``persons`` (postprocess/persons.py, where each field is described) groups the sequences of one
+person across the video for review; every sequence is in exactly one person. It is a view: the
+sequences remain authoritative for rendering, and a plan without ``persons`` (older plans) loads
+with an empty list. ``identity.fail_closed``: the one line saying why identity was not decided
+(postprocess/guard.py: no embedder, or a weak one), else null.
 
 ``decision`` is ``blur`` | ``keep`` | ``drop`` (not confirmed as a face; the reason says why). The sequences
 (their ``decision`` and ``boxes``) and ``full_frames`` are authoritative: the per-frame boxes to blur
@@ -160,7 +170,7 @@ class Plan:
     def __init__(self, width: int, height: int, frame_indices: Iterable[int], sequences: list[SequencePlan],
                  full_frames: Iterable[int] = (), shots: np.ndarray | None = None, detector: str = "",
                  embedder: str = "", options: dict[str, Any] | None = None,
-                 identity: dict[str, Any] | None = None) -> None:
+                 identity: dict[str, Any] | None = None, persons: list[dict[str, Any]] | None = None) -> None:
         self.width, self.height = int(width), int(height)
         self.frame_indices = np.unique(np.asarray(list(frame_indices), np.int64))
         self.full_frames = np.unique(np.asarray(list(full_frames), np.int64))
@@ -169,6 +179,7 @@ class Plan:
         self.detector, self.embedder = detector, embedder
         self.options = dict(options or {})
         self.identity = dict(identity or {})
+        self.persons = list(persons or [])
         self._index()
 
     def _index(self) -> None:
@@ -214,6 +225,8 @@ class Plan:
             "kept": decisions.count("keep"),
             "dropped": decisions.count("drop"),
             "borderline": sum(bool(s.borderline) for s in self.sequences),
+            "persons": len(self.persons),
+            "fail_closed": str(self.identity.get("fail_closed") or ""),
             "mode": self.options.get("mode", ""),
             "detector": self.detector,
             "embedder": self.embedder,
@@ -227,6 +240,7 @@ class Plan:
             "frames": _runs(self.frame_indices), "full_frames": _runs(self.full_frames),
             "shots": self.shots.tolist(),
             "sequences": [s.to_dict() for s in self.sequences],
+            "persons": self.persons,
             "summary": self.summary,
         }
 
@@ -249,10 +263,13 @@ class Plan:
             shots_arr = np.asarray(shots, np.int64).reshape(-1, 2)
         except (TypeError, ValueError):
             raise PlanError("shots must be a list of [first, last] runs") from None
+        persons = data.get("persons") or []  # absent in plans made before persons existed
+        if not isinstance(persons, list) or not all(isinstance(p, dict) for p in persons):
+            raise PlanError("persons must be a list of objects")
         return cls(data["width"], data["height"], _unruns(data.get("frames", []), "frames"), sequences,
                    _unruns(data.get("full_frames", []), "full_frames"), shots_arr,
                    str(data.get("detector", "")), str(data.get("embedder", "")),
-                   data.get("options") or {}, data.get("identity") or {})
+                   data.get("options") or {}, data.get("identity") or {}, persons)
 
     def dumps(self, indent: int | None = None) -> bytes:
         return json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()

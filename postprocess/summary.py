@@ -44,6 +44,8 @@ class RunSummary:
                f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
         if self.detector or self.embedder:
             out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")
+        if p.get("fail_closed"):  # identity not decided (postprocess/guard.py): why, and the fix
+            out.append(str(p["fail_closed"]))
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stages.items())
         rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
         out.append(f"time {total:.1f}s{rate}: {stages}")

@@ -167,12 +167,17 @@ def test_references_from_another_embedder_are_refused():
 @pytest.mark.parametrize("config", [
     PlanConfig(mode="unknown"), PlanConfig(mode="known"), PlanConfig(mode="select", picks=(Pick(5, 180, 180),)),
 ])
-def test_identity_modes_need_embeddings(config):
-    (alice,) = people(1)
-    results = build_results([Appearance(alice, range(10), lambda f: box_at(180, 180, 70))], 10, embedder="")
+def test_identity_modes_without_embeddings_blur_everyone_and_say_why(config):
+    """Fail closed: no embedder, no decision; every face is blurred and the plan names the fix."""
+    alice, bob = people(2)
+    results = build_results([Appearance(alice, range(10), lambda f: box_at(180, 180, 70)),
+                             Appearance(bob, range(10), lambda f: box_at(420, 180, 70))], 10, embedder="")
     refs = {"alice": {"alice.jpg": photo(alice)}}
-    with pytest.raises(IdentityInputError, match="needs face embeddings"):
-        make_plan(results, config, refs)
+    plan = make_plan(results, config, refs)
+    assert [s.decision for s in plan.sequences] == ["blur", "blur"]
+    why = plan.summary["fail_closed"]
+    assert "no face embeddings" in why and "python -m model.fetch" in why
+    assert plan.identity["fail_closed"] == why and all(why in s.reason for s in plan.sequences)
 
 
 def test_mode_all_needs_no_embeddings():
@@ -285,17 +290,21 @@ def test_default_zone_of_doubt_per_embedder(embedder, score, expected):
     assert verdict(s, threshold, margin, min_samples=3) == expected
 
 
-def test_mode_known_with_the_weak_dlib_embedder_warns(caplog):
-    """dlib cannot tell a witness in profile from a stranger: hiding a person with it is flagged."""
+@pytest.mark.parametrize("mode", ["unknown", "known", "select"])
+def test_the_weak_dlib_embedder_fails_closed_unless_allowed(mode, caplog):
+    """dlib cannot tell a witness in profile from a stranger: no one is left clear on its word."""
     alice, bob = unit(np.random.default_rng(3).normal(size=(2, 128)))
     results = build_results([Appearance(alice, range(12), lambda f: box_at(180, 180, 70)),
                              Appearance(bob, range(12), lambda f: box_at(420, 180, 70))], 12, embedder="dlib-resnet",
                             dim=128)
     refs = {"alice": {"alice.jpg": photo(reference_at(alice, 0.7), embedder="dlib-resnet")}}
+    extra = {"picks": (Pick(5, 180, 180),)} if mode == "select" else {}
     with caplog.at_level("WARNING", logger="postprocess.plan"):
-        make_plan(results, PlanConfig(mode="known", identity_threshold=0.3), refs)
+        plan = make_plan(results, PlanConfig(mode=mode, identity_threshold=0.3, **extra), refs)
+    assert [s.decision for s in plan.sequences] == ["blur", "blur"]
+    assert "--allow-weak-embedder" in plan.summary["fail_closed"] and "dlib-resnet" in plan.summary["fail_closed"]
     assert any("cannot tell people apart" in r.getMessage() for r in caplog.records)
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="postprocess.plan"):
-        make_plan(results, PlanConfig(mode="unknown", identity_threshold=0.3), refs)
-    assert not any("cannot tell people apart" in r.getMessage() for r in caplog.records)
+    allowed = make_plan(results, PlanConfig(mode=mode, identity_threshold=0.3, allow_weak_embedder=True, **extra),
+                        refs)
+    assert sorted(s.decision for s in allowed.sequences) == ["blur", "keep"]
+    assert allowed.summary["fail_closed"] == ""

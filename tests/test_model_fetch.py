@@ -206,3 +206,15 @@ def test_usage_errors_exit_2(tmp_path, capsys):
         main([])
     assert err.value.code == 2
     assert main(["--dest", str(tmp_path), "no-such-model"]) == 2
+
+
+def test_check_fetches_nothing_and_says_whether_the_model_is_in_place(archive_setup):
+    """``make models`` skips the build when ``--check`` exits 0 (present and verified)."""
+    _, manifest, dest = archive_setup
+    dest.mkdir()
+    assert main(["--manifest", str(manifest), "--dest", str(dest), "--check", "fake"]) == 1
+    assert not (dest / "fake.onnx").exists(), "--check downloads nothing"
+    assert main(["--manifest", str(manifest), "--dest", str(dest), "fake"]) == 0
+    assert main(["--manifest", str(manifest), "--dest", str(dest), "--check", "fake"]) == 0
+    (dest / "fake.onnx").write_bytes(b"tampered")
+    assert main(["--manifest", str(manifest), "--dest", str(dest), "--check", "fake"]) == 1
