@@ -108,10 +108,14 @@ class LocalConfig:
     progress: bool = True
     overwrite: bool = False
     plan_path: Path | None = None
+    analysis: str = "adaptive"  # adaptive | every (faceblur/adaptive.py; videos only)
+    adaptive: Any = None  # faceblur.adaptive.AdaptiveConfig (None: its defaults)
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
             raise ValueError(f"workers must be 1..64, got {self.workers}")
+        if self.analysis not in ("adaptive", "every"):
+            raise ValueError(f"analysis must be adaptive or every, got {self.analysis!r}")
 
 
 @dataclass
@@ -127,6 +131,7 @@ class RunSummary:
     detector: str = ""
     embedder: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    analysis: Any = None  # faceblur.schedule.Tally of an adaptive run (None: every frame analysed)
 
     def lines(self) -> list[str]:
         total = sum(self.seconds.values())
@@ -138,6 +143,8 @@ class RunSummary:
                f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
         if self.detector or self.embedder:
             out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")
+        if self.analysis is not None:
+            out.append(self.analysis.line())
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
         out.append(f"time {total:.1f}s{rate}: {stages}")
@@ -195,6 +202,30 @@ def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -
     if count == 0:
         raise VideoError(f"{path}: no frames decoded")
     return count
+
+
+def _analyse_adaptive(pipeline, pipeline_config, plan_config, config: LocalConfig, source: Path, store, bar):
+    """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler's cost and cut rule
+    taken from the plan's options so that it pairs faces as the plan will link them."""
+    from dataclasses import replace
+
+    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
+    from handler.runtime import select_providers
+    from postprocess.identity import DEFAULT_THRESHOLDS
+    from postprocess.tracking import make_cost
+
+    adaptive = config.adaptive or AdaptiveConfig()
+    adaptive = replace(adaptive, schedule=replace(adaptive.schedule, max_cost=plan_config.max_cost,
+                                                  cut_threshold=plan_config.cut_threshold))
+    embed = plan_config.mode != "all"
+    name = pipeline.embedder.name if pipeline.embedder is not None else ""
+    threshold = plan_config.identity_threshold if plan_config.identity_threshold is not None else \
+        DEFAULT_THRESHOLDS.get(name, 0.3)
+    cost = make_cost(plan_config.iou_weight, plan_config.distance_weight, plan_config.embedding_weight,
+                     max(1.0 - threshold, 0.05))
+    net = Net(pipeline, pipeline_config.resolved_model_dir(),
+              select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive)
+    return analyse_adaptive(pipeline, source, store, adaptive, embed, net, config.workers, bar.update, cost)
 
 
 def _frame_refs(folder: Path):
@@ -337,6 +368,12 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
 
     pipeline_config = config.pipeline or PipelineConfig()
+    adaptive = kind == "video" and config.analysis == "adaptive"
+    if adaptive and plan_config.mode == "all" and pipeline_config.embedder != "none":
+        from dataclasses import replace
+
+        pipeline_config = replace(pipeline_config, embedder="none")  # linking by motion and box only
+        log.info("analysis adaptive, mode all: no embeddings (the embedder is not loaded)")
     pipeline = load_pipeline(pipeline_config)
     summary.detector = pipeline.detector.name
     summary.embedder = pipeline.embedder.name if pipeline.embedder else ""
@@ -351,7 +388,12 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     clock = time.perf_counter()
     store = ResultStore()
     try:
-        if kind == "video":
+        if adaptive:
+            with _bar(info.estimated_frames if info else None, "decode+detect", config.progress) as bar:
+                summary.analysis = _analyse_adaptive(pipeline, pipeline_config, plan_config, config, source, store,
+                                                     bar)
+            summary.frames = summary.analysis.frames
+        elif kind == "video":
             assert info is not None
             with _bar(info.estimated_frames, "decode+detect", config.progress) as bar:
                 summary.frames = analyse_video(pipeline, source, store, config.workers, bar)

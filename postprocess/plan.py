@@ -14,6 +14,8 @@ JSON layout (schema ``face-blur/plan/v1``)::
                   "picks": {"120:640:360": 7}},                               (select: pick -> sequence id)
      "frames": [[first, last], ...],        all frame numbers of the video, as inclusive runs
      "full_frames": [[first, last], ...],   frames blurred whole (no usable result)
+     "analysed": [[first, last], ...],      only with adaptive analysis: the frames fully analysed
+                                            (the others are covered by the sequences); absent: all
      "shots": [[first, last], ...],         shot i = frames first..last
      "sequences": [{"id": 7, "shot": 0, "first": 120, "last": 260,
                     "rows": "pppddddiiddd...ppp",   per frame: d detected, i interpolated, p padded
@@ -176,9 +178,11 @@ class Plan:
     def __init__(self, width: int, height: int, frame_indices: Iterable[int], sequences: list[SequencePlan],
                  full_frames: Iterable[int] = (), shots: np.ndarray | None = None, detector: str = "",
                  embedder: str = "", options: dict[str, Any] | None = None,
-                 identity: dict[str, Any] | None = None) -> None:
+                 identity: dict[str, Any] | None = None, analysed: Iterable[int] | None = None) -> None:
         self.width, self.height = int(width), int(height)
         self.frame_indices = np.unique(np.asarray(list(frame_indices), np.int64))
+        #: frames fully analysed; None: every frame with a result (no adaptive analysis)
+        self.analysed = None if analysed is None else np.unique(np.asarray(list(analysed), np.int64))
         self.full_frames = np.unique(np.asarray(list(full_frames), np.int64))
         self.sequences = list(sequences)
         self.shots = np.zeros((0, 2), np.int64) if shots is None else np.asarray(shots, np.int64).reshape(-1, 2)
@@ -233,7 +237,7 @@ class Plan:
             "mode": self.options.get("mode", ""),
             "detector": self.detector,
             "embedder": self.embedder,
-        }
+        } | ({} if self.analysed is None else {"analysed_frames": int(len(self.analysed))})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -244,7 +248,7 @@ class Plan:
             "shots": self.shots.tolist(),
             "sequences": [s.to_dict() for s in self.sequences],
             "summary": self.summary,
-        }
+        } | ({} if self.analysed is None else {"analysed": _runs(self.analysed)})
 
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
@@ -268,7 +272,8 @@ class Plan:
         return cls(data["width"], data["height"], _unruns(data.get("frames", []), "frames"), sequences,
                    _unruns(data.get("full_frames", []), "full_frames"), shots_arr,
                    str(data.get("detector", "")), str(data.get("embedder", "")),
-                   data.get("options") or {}, data.get("identity") or {})
+                   data.get("options") or {}, data.get("identity") or {},
+                   _unruns(data["analysed"], "analysed") if "analysed" in data else None)
 
     def dumps(self, indent: int | None = None) -> bytes:
         return json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()
@@ -296,6 +301,7 @@ class _Scan:
     embedder: str
     shots: np.ndarray
     tracks: list[FaceTrack]
+    analysed: np.ndarray  # bool per frame: fully analysed (False: adaptive analysis skipped it)
 
 
 def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameResult | None,
@@ -303,7 +309,12 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     """Read every frame result exactly once (a lazy mapping may parse it from disk on each access):
     collect the video facts, detect cuts on the fly (settled ``CutDetector.half`` frames later, so
     only that many frames' faces wait in memory) and link faces into sequences (without keeping
-    their embeddings), then join sequences split by missed detections."""
+    their embeddings), then join sequences split by missed detections.
+
+    Frames marked ``analysed: false`` (adaptive analysis) give their signature to the cut detector
+    but are not linked: they are no evidence of absence. The linker's gap clock counts analysed
+    frames only, so ``max_gap`` means analysed frames without a match; boxes for the frames between
+    come from interpolation along the sequences."""
     hint = first.embedder if first is not None else ""
     threshold = config.identity_threshold if config.identity_threshold is not None else \
         DEFAULT_THRESHOLDS.get(hint, 0.3)
@@ -316,23 +327,27 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     detectors: set[str] = set()
     waiting: deque[tuple[int, FrameFaces]] = deque()
     shots = np.zeros(len(frames), np.int64)
-    settled = shot = 0
+    analysed = np.ones(len(frames), bool)
+    settled = shot = skipped = 0
 
     def settle(cuts: list[bool]) -> None:
-        nonlocal settled, shot
+        nonlocal settled, shot, skipped
         for cut in cuts:
             frame, faces = waiting.popleft()
             if cut:
                 shot += 1
                 linker.new_shot(shot)
             shots[settled] = shot
+            if not analysed[settled]:
+                skipped += 1
+            elif len(faces):
+                linker.link(faces, frame_index=frame, tick=frame - skipped)
             settled += 1
-            if len(faces):
-                linker.link(faces, frame_index=frame)
 
     for k, frame in enumerate(frames.tolist()):
         result = first if k == 0 and first is not None else results[frame]
         sizes.add((result.width, result.height))
+        analysed[k] = result.analysed
         if result.embedder:
             embedders.add(result.embedder)
         if result.detector:
@@ -347,7 +362,8 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
                                  "their embeddings cannot be compared")
     width, height = sizes.pop() if sizes else (0, 0)
     tracks = join_tracks(linker.finish(), config.join_gap, config.max_cost, linker.cost, linker.end_embeddings)
-    return _Scan(width, height, ",".join(sorted(detectors)), embedders.pop() if embedders else "", shots, tracks)
+    return _Scan(width, height, ",".join(sorted(detectors)), embedders.pop() if embedders else "", shots, tracks,
+                 analysed)
 
 
 def _check_identity_inputs(config: PlanConfig, references: Mapping[str, Mapping[str, FrameResult]] | None,
@@ -507,6 +523,6 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
                 if config.mode in ("unknown", "known") else {},
                 "picks": picked}
     plan = Plan(width, height, np.union1d(frames, full), sequences, full, bounds, scan.detector, embedder,
-                config.to_dict(), identity)
+                config.to_dict(), identity, None if scan.analysed.all() else frames[scan.analysed])
     logger.info("plan: %s", plan.summary)
     return plan
