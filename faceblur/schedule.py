@@ -46,7 +46,7 @@ class ScheduleConfig:
     """The scheduler's knobs (``face-blur run --help``)."""
 
     min_interval: int = 2
-    max_interval: int = 8
+    max_interval: int = 16
     max_cost: float = 0.5  # faces of two analysed frames are one face at this link cost (PlanConfig.max_cost)
     net_cost: float = 0.75  # a net candidate is explained by an expected box at this cost (box + distance)
     cut_threshold: float = 0.5  # PlanConfig.cut_threshold; candidates at half of it
