@@ -126,6 +126,8 @@ class AdaptiveAnalyser:
                                          else np.zeros((0, dim), np.float32))
             embedder = p.embedder.name
         self.tally.reasons[reason] += 1
+        log.debug("frame %d analysed (%s): %d faces %s, net %d", item.index, reason, len(faces),
+                  np.round(faces.xyxy).astype(int).tolist(), len(item.net))
         result = FrameResult(int(item.image.shape[1]), int(item.image.shape[0]), faces, p.detector.name, embedder,
                              item.signature)
         return result, Look(item.index, faces, item.net)

@@ -10,7 +10,10 @@ sequences between two analysed frames do not explain gets its frame fully analys
 Two analysed frames ``a < b`` of one shot **agree** when every face of one is paired with a face of
 the other by the plan's own link cost (``postprocess.tracking.make_cost``: box overlap, centre
 distance, and the embedding distance where both carry embeddings, so an identity change
-disagrees) at or below ``max_cost``. A window ``a..b`` is settled when
+disagrees) at or below ``max_cost``: directly, or after following each face of ``a`` through the
+net's candidates frame by frame to ``b`` (:func:`chain_pair`; a face that moves more than its size
+between ``a`` and ``b`` is still one face when the net saw it all the way). A window ``a..b`` is
+settled when
 
 * ``b = a + 1`` (nothing in between), or
 * ``a`` and ``b`` agree, and every net candidate on every frame between is explained: paired (cost
@@ -93,6 +96,24 @@ def agree(a: Look, b: Look, cost: CostFunction, max_cost: float) -> bool:
     return len(rows) == len(a.faces) == len(b.faces)
 
 
+def chain_pair(a: Look, b: Look, net: Mapping[int, np.ndarray], cost: CostFunction, position: CostFunction,
+               max_cost: float) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`pair`, after moving each face of ``a`` along the net's candidates of the frames
+    between (one-to-one per frame at ``max_cost``; a face the net misses on a frame stays where it
+    was last seen)."""
+    if not len(a.faces) or not len(b.faces):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    boxes = a.faces.xyxy.astype(np.float32).copy()
+    none = np.zeros((len(boxes), 0), np.float32)
+    for frame in range(a.frame + 1, b.frame):
+        candidates = net.get(frame)
+        if candidates is None or not len(candidates):
+            continue
+        rows, cols = match(position(boxes, none, _faces(candidates)), max_cost)
+        boxes[rows] = candidates[cols]
+    return match(cost(boxes, a.faces.embedding, b.faces), max_cost)
+
+
 def expected_boxes(a: Look, b: Look, rows: np.ndarray, cols: np.ndarray, frame: int) -> np.ndarray:
     """Boxes of the paired faces linearly interpolated to ``frame`` (between ``a`` and ``b``)."""
     t = (frame - a.frame) / max(b.frame - a.frame, 1)
@@ -146,6 +167,8 @@ class Scheduler:
         if b.frame - a.frame <= 1:
             return None
         rows, cols = pair(a, b, self.cost, self.config.max_cost)
+        if not len(rows) == len(a.faces) == len(b.faces):
+            rows, cols = chain_pair(a, b, net, self.cost, self.position, self.config.max_cost)
         if not len(rows) == len(a.faces) == len(b.faces):
             return (a.frame + b.frame) // 2, "disagreement"
         known = np.concatenate([rejected(a, self.position, self.config.net_cost),
