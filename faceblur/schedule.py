@@ -31,6 +31,7 @@ distance reaches half the plan's cut threshold (the plan cuts only at such frame
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ import numpy as np
 
 from contract import FrameFaces
 from postprocess.tracking import CostFunction, make_cost, match
+
+log = logging.getLogger(__name__)
 
 #: why a frame was fully analysed (the run summary counts them)
 REASONS = ("start", "interval", "cut", "end", "disagreement", "net")
@@ -114,6 +117,22 @@ def chain_pair(a: Look, b: Look, net: Mapping[int, np.ndarray], cost: CostFuncti
     return match(cost(boxes, a.faces.embedding, b.faces), max_cost)
 
 
+def split_point(a: Look, b: Look, net: Mapping[int, np.ndarray]) -> int:
+    """Where to analyse between two disagreeing frames: on either side of the change nearest the
+    middle in the number of net candidates (where a face most likely appears or leaves), else the
+    middle (plain binary search)."""
+    middle = (a.frame + b.frame) / 2
+    counts = [len(a.net)] + [len(net.get(f, ())) for f in range(a.frame + 1, b.frame)] + [len(b.net)]
+    best, best_distance = (a.frame + b.frame) // 2, np.inf
+    for k in range(1, len(counts)):
+        if counts[k] == counts[k - 1]:
+            continue
+        for frame in (a.frame + k - 1, a.frame + k):
+            if a.frame < frame < b.frame and abs(frame - middle) < best_distance:
+                best, best_distance = frame, abs(frame - middle)
+    return best
+
+
 def expected_boxes(a: Look, b: Look, rows: np.ndarray, cols: np.ndarray, frame: int) -> np.ndarray:
     """Boxes of the paired faces linearly interpolated to ``frame`` (between ``a`` and ``b``)."""
     t = (frame - a.frame) / max(b.frame - a.frame, 1)
@@ -170,7 +189,9 @@ class Scheduler:
         if not len(rows) == len(a.faces) == len(b.faces):
             rows, cols = chain_pair(a, b, net, self.cost, self.position, self.config.max_cost)
         if not len(rows) == len(a.faces) == len(b.faces):
-            return (a.frame + b.frame) // 2, "disagreement"
+            log.debug("frames %d and %d disagree: %d and %d faces, %d paired", a.frame, b.frame, len(a.faces),
+                      len(b.faces), len(rows))
+            return split_point(a, b, net), "disagreement"
         known = np.concatenate([rejected(a, self.position, self.config.net_cost),
                                 rejected(b, self.position, self.config.net_cost)])
         best, best_count = -1, 0

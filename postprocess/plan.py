@@ -497,7 +497,13 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     bounds = shot_ranges(frames, scan.shots)
     # 3-6: fill, filter, smooth, pad
     shaped = [_shape(t, config, bounds) for t in scan.tracks]
-    dropped = [is_false_positive(t, config.min_length, config.short_keep_score) for t in scan.tracks]
+    skipped = np.cumsum(~scan.analysed)  # frames not analysed up to each position of ``frames``
+
+    def unseen(t: FaceTrack) -> int:  # frames not analysed between the sequence's first and last detection
+        lo, hi = np.searchsorted(frames, [t.first, t.last])
+        return int(skipped[hi] - skipped[lo]) if len(frames) else 0
+
+    dropped = [is_false_positive(t, config.min_length, config.short_keep_score, unseen(t)) for t in scan.tracks]
 
     # 7: identity
     margin = resolve_margin(embedder, config.identity_margin)
