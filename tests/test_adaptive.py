@@ -244,3 +244,38 @@ def test_analysis_every_gives_the_plan_of_analysing_every_frame(tmp_path, faces_
                        PlanConfig())
     assert plan.to_dict() == json.loads(direct.dumps())
     assert "analysed" not in plan.to_dict()
+
+
+def _result(frame: int, boxes, score: float = 0.9, analysed: bool = True) -> FrameResult:
+    faces = _faces(*boxes) if analysed else FrameFaces.empty()
+    faces.confidence[:] = score
+    faces.frame_index = frame
+    return FrameResult(W, H, faces, "centerface" if analysed else "", "", np.full(128, 1 / 128, np.float32), analysed)
+
+
+def test_frames_not_analysed_are_covered_by_the_sequences_not_read_as_no_face_nor_blurred_whole():
+    from postprocess.config import PlanConfig
+    from postprocess.plan import Plan, make_plan
+
+    box = (100, 40, 140, 90)
+    analysed = {1, 9, 17}  # the interval; the face is found at each, nothing in between was looked at
+    results = {f: _result(f, [box], analysed=f in analysed) for f in range(1, 18)}
+    plan = make_plan(results, PlanConfig())
+    assert plan.analysed.tolist() == [1, 9, 17] and not len(plan.full_frames)
+    assert all(len(plan.boxes(f)) == 1 for f in range(1, 18))  # every frame covered, by interpolation
+    assert [s.rows.count("d") for s in plan.sequences] == [3]
+    again = Plan.loads(plan.dumps())
+    assert again.analysed.tolist() == [1, 9, 17] and again.summary["analysed_frames"] == 3
+
+
+def test_a_weak_face_seen_on_two_analysed_frames_with_unseen_frames_between_is_not_dropped():
+    from postprocess.config import PlanConfig
+    from postprocess.plan import make_plan
+
+    box = (100, 40, 140, 90)
+    # adaptive: detected (score 0.4) at frames 5 and 9, frames 6..8 not analysed: 5 frames of evidence
+    adaptive = {f: _result(f, [box] if f in (5, 9) else [], 0.4, analysed=f in (1, 5, 9, 13)) for f in range(1, 14)}
+    assert [s.decision for s in make_plan(adaptive, PlanConfig()).sequences] == ["blur"]
+    # every frame analysed and the face found on only two of them: a likely false positive, as before
+    every = {f: _result(f, [box] if f in (5, 9) else [], 0.4) for f in range(1, 14)}
+    assert [s.decision for s in make_plan(every, PlanConfig()).sequences] == ["drop"]
