@@ -18,6 +18,7 @@ embedder is not even loaded); in the identity modes, every face of every analyse
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,19 +88,23 @@ class _Pending:
     net: np.ndarray
 
 
-def _in_order(items: Iterator[tuple[object, tuple[np.ndarray, np.ndarray]]]) -> Iterator[_Pending]:
-    """``bounded_map`` yields in completion order; the scheduler needs frame order."""
+def _in_order(fn: Callable, frames: Iterator, workers: int) -> Iterator[_Pending]:
+    """``fn`` (signature, net) over ``frames`` on ``workers`` threads, handed on in frame order
+    (``bounded_map`` yields in completion order; the scheduler needs frame order)."""
+    from postprocess.storage import bounded_map
+
+    submitted: deque[int] = deque()
+
+    def tagged() -> Iterator:
+        for frame in frames:
+            submitted.append(frame.index)
+            yield frame
+
     waiting: dict[int, _Pending] = {}
-    want = None
-    for frame, (signature, net) in items:
-        waiting[frame.index] = _Pending(frame.index, frame.image, signature, net)  # type: ignore[attr-defined]
-        if want is None:
-            want = min(waiting)
-        while want in waiting:
-            yield waiting.pop(want)
-            want += 1
-    for index in sorted(waiting):
-        yield waiting[index]
+    for frame, (signature, net) in bounded_map(fn, tagged(), workers, window=workers * 2):
+        waiting[frame.index] = _Pending(frame.index, frame.image, signature, net)
+        while submitted and submitted[0] in waiting:
+            yield waiting.pop(submitted.popleft())
 
 
 class AdaptiveAnalyser:
@@ -135,7 +140,6 @@ class AdaptiveAnalyser:
     def run(self, frames: Iterator, store, workers: int, progress: Callable[[int], object]) -> Tally:
         from handler.signature import frame_signature
         from postprocess.shots import soften
-        from postprocess.storage import bounded_map
 
         def prepare(frame) -> tuple[np.ndarray, np.ndarray]:
             return frame_signature(frame.image), self.net.detect(frame.image)
@@ -181,7 +185,7 @@ class AdaptiveAnalyser:
             self.tally.frames += 1
             progress(1)
 
-        for item in _in_order(bounded_map(prepare, frames, workers, window=workers * 2)):
+        for item in _in_order(prepare, frames, workers):
             soft = soften(item.signature.reshape(1, -1))[0]
             distance = float(np.abs(soft - previous).sum()) if previous is not None and previous.size == soft.size \
                 else 0.0

@@ -279,3 +279,17 @@ def test_a_weak_face_seen_on_two_analysed_frames_with_unseen_frames_between_is_n
     # every frame analysed and the face found on only two of them: a likely false positive, as before
     every = {f: _result(f, [box] if f in (5, 9) else [], 0.4) for f in range(1, 14)}
     assert [s.decision for s in make_plan(every, PlanConfig()).sequences] == ["drop"]
+
+
+def test_the_per_frame_pass_hands_frames_on_in_order_whatever_finishes_first():
+    import time
+    from types import SimpleNamespace
+
+    from faceblur.adaptive import _in_order
+
+    def slow_first(frame):
+        time.sleep(0.2 if frame.index == 1 else 0.0)  # frame 1 finishes after frame 2
+        return np.zeros(128, np.float32), np.zeros((0, 4), np.float32)
+
+    frames = [SimpleNamespace(index=i, image=np.zeros((2, 2, 3), np.uint8)) for i in range(1, 9)]
+    assert [p.index for p in _in_order(slow_first, iter(frames), 2)] == list(range(1, 9))
