@@ -120,8 +120,14 @@ def commands(video: Path, truth, work: Path, modes: list[str], every: bool) -> d
     out["deface (defaults)"] = (_deface, (), False)
     if truth.width * truth.height > 640 * 360:  # on a 640x360 video it is the default
         out["deface --scale 640x360"] = (_deface, ("--scale", "640x360"), False)
-    if "unknown" in modes and truth.references:
-        person, photo = next(iter(truth.references.items()))
+    references = dict(truth.references or {})
+    if not references and truth.faces:  # a photo of the first person (devset names people by photo stem)
+        person = truth.faces[0].person
+        photos = sorted(p.name for p in faces_dir.glob(f"{person}*.jpg"))
+        if photos:
+            references[person] = photos[-1]
+    if "unknown" in modes and references:
+        person, photo = next(iter(references.items()))
         out[f"face-blur run --mode unknown --ref {photo}"] = (
             _face_blur, ("--mode", "unknown", "--ref", str(faces_dir / photo)), True)
     if "select" in modes and truth.faces:

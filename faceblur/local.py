@@ -13,6 +13,10 @@ decoding runs on its own thread ahead of the ``workers`` analysis / blur threads
 queues, so the slowest stage sets the pace. Frame numbers start at 1 (the numbering of
 ``extract_frames`` and of the AWS path, so ``--pick`` and plans mean the same frames everywhere).
 
+With ``analysis="adaptive"`` (the default for videos), pass 1 is ``faceblur.adaptive``: every frame
+gets its signature and a cheap detection pass, only the frames ``faceblur.schedule`` picks get full
+analysis, the others go to the store marked not analysed (covered by the plan's sequences).
+
 ``render``: pass 2 only, from a saved (possibly hand-edited) plan.
 """
 
