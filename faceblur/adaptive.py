@@ -56,7 +56,7 @@ class Net:
 
     def __init__(self, pipeline, model_dir: Path | None, providers: list[str], config: AdaptiveConfig) -> None:
         from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
-        from handler.detector import centerface_path
+        from handler.detector_factory import centerface_path
         from handler.enhance import DarkEnhancer
 
         backend = getattr(pipeline.detector, "backend", None)
@@ -91,7 +91,7 @@ class _Pending:
 def _in_order(fn: Callable, frames: Iterator, workers: int) -> Iterator[_Pending]:
     """``fn`` (signature, net) over ``frames`` on ``workers`` threads, handed on in frame order
     (``bounded_map`` yields in completion order; the scheduler needs frame order)."""
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     submitted: deque[int] = deque()
 
