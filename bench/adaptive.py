@@ -38,7 +38,8 @@ import numpy as np
 log = logging.getLogger("bench.adaptive")
 
 _WRAP = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]).returncode; "
-         "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(r)")
+         "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+         "print('MAXRSS', u.ru_maxrss, u.ru_utime + u.ru_stime, file=sys.stderr); sys.exit(r)")
 
 
 @dataclass
@@ -46,22 +47,23 @@ class Runs:
     label: str
     walls: list[float] = field(default_factory=list)
     peaks_kib: list[int] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)  # user + system seconds (steadier than wall under load)
     recall: float | None = None
     analysed: float | None = None
     failed: str = ""
 
 
-def timed(cmd: list[str]) -> tuple[float, int, int, str]:
-    """(wall seconds, peak RSS KiB of the command's largest process, exit code, stderr tail)."""
+def timed(cmd: list[str]) -> tuple[float, int, float, int, str]:
+    """(wall seconds, peak RSS KiB of the command's largest process, CPU seconds, exit code, stderr tail)."""
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
-    peak = 0
+    peak, cpu = 0, 0.0
     for line in proc.stderr.splitlines():
         if line.startswith("MAXRSS "):
-            peak = int(line.split()[1])
+            peak, cpu = int(line.split()[1]), float(line.split()[2])
     tail = " | ".join(line for line in proc.stderr.strip().splitlines()[-4:] if not line.startswith("MAXRSS"))
-    return wall, peak, proc.returncode, tail
+    return wall, peak, cpu, proc.returncode, tail
 
 
 def _read(path: Path) -> list[np.ndarray]:
@@ -167,7 +169,7 @@ def bench_video(video: Path, reps: int, modes: list[str], every: bool, work: Pat
             out.unlink(missing_ok=True)
             plan = work / f"{video.stem}-{labels.index(label)}.plan.json"
             cmd = build(video, out, (*extra, "--plan", str(plan)) if ours else extra)
-            wall, peak, rc, tail = timed(cmd)
+            wall, peak, cpu, rc, tail = timed(cmd)
             r = runs[label]
             if rc != 0:
                 r.failed = f"exit {rc}: {tail}"
@@ -175,6 +177,7 @@ def bench_video(video: Path, reps: int, modes: list[str], every: bool, work: Pat
                 continue
             r.walls.append(wall)
             r.peaks_kib.append(peak)
+            r.cpus.append(cpu)
             log.info("%s %s rep %d: %.1f s, %.0f MiB", video.name, label, rep, wall, peak / 1024)
             if rep == 0:
                 r.recall = recall(video, out, truth)
@@ -190,19 +193,22 @@ def report(video: Path, truth, runs: list[Runs]) -> list[str]:
     base = next((r for r in runs if r.label == "deface (defaults)" and r.walls), None)
     fast = next((r for r in runs if r.label == "deface --scale 640x360" and r.walls), None)
     lines = [f"#### {video.name}: {truth.width}x{truth.height}, {frames} frames", "",
-             "| command | wall s (median) | frames/s | x deface fps | x deface --scale 640x360 fps | peak MiB | "
-             "recall | frames fully analysed |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| command | wall s (median) | frames/s | x deface fps | x deface --scale 640x360 fps | CPU s | "
+             "x deface CPU | peak MiB | recall | frames fully analysed |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in runs:
         if not r.walls:
-            lines.append(f"| {r.label} | failed: {r.failed} | | | | | | |")
+            lines.append(f"| {r.label} | failed: {r.failed} | | | | | | | | |")
             continue
         wall = statistics.median(r.walls)
         ratio = f"{statistics.median(base.walls) / wall:.2f}" if base else "-"
         ratio_fast = f"{statistics.median(fast.walls) / wall:.2f}" if fast else "-"
         rec = f"{r.recall:.3f}" if r.recall is not None else "-"
         share = f"{100 * r.analysed:.0f}%" if r.analysed is not None else "-"
-        lines.append(f"| {r.label} | {wall:.1f} | {frames / wall:.2f} | {ratio} | {ratio_fast} | "
-                     f"{max(r.peaks_kib) / 1024:.0f} | {rec} | {share} |")
+        cpu = statistics.median(r.cpus)
+        cpu_ratio = f"{statistics.median(base.cpus) / cpu:.2f}" if base and cpu else "-"
+        lines.append(f"| {r.label} | {wall:.1f} | {frames / wall:.2f} | {ratio} | {ratio_fast} | {cpu:.0f} | "
+                     f"{cpu_ratio} | {max(r.peaks_kib) / 1024:.0f} | {rec} | {share} |")
     return lines + [""]
 
 
