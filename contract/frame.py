@@ -12,6 +12,12 @@ little-endian IEEE float16 values of the L2-normalised vector (512-d: 1,024 byte
 so one face stays under 1.5 KB of JSON. ``embedder`` names the model so that embeddings of
 different models are never compared; ``""`` with no embedding when the frame was not embedded.
 ``signature`` is a small frame descriptor for shot-cut detection (see ``handler/signature.py``).
+
+Optional field (still v1): ``"analysed": false`` marks a frame that adaptive analysis
+(``faceblur/schedule.py``) did not analyse: its ``faces`` is empty because nobody looked, not
+because there are none, and its boxes come from the sequences around it. Absent means ``true``
+(every frame of a v1 producer that does not know the field was analysed), so readers and writers of
+older v1 results are unaffected.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ class FrameResult:
     detector: str = ""
     embedder: str = ""
     signature: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    analysed: bool = True  # False: not analysed (adaptive analysis), faces come from the sequences
 
     def __post_init__(self) -> None:
         self.signature = np.asarray(self.signature, dtype=np.float32).reshape(-1)
@@ -89,7 +96,7 @@ def to_dict(result: FrameResult) -> dict[str, Any]:
         "embedder": result.embedder,
         "signature": [_r(v, 5) for v in result.signature],
         "faces": out_faces,
-    }
+    } | ({} if result.analysed else {"analysed": False})
 
 
 def dumps(result: FrameResult) -> bytes:
@@ -123,6 +130,11 @@ def from_dict(data: Any, frame_index: int = -1) -> FrameResult:
     if not isinstance(signature, list):
         raise ContractError("signature must be a list of numbers")
     sig = np.array([_number(v, "signature[]") for v in signature], dtype=np.float32)
+    analysed = data.get("analysed", True)
+    if not isinstance(analysed, bool):
+        raise ContractError(f"analysed must be true or false, got {analysed!r}")
+    if not analysed and faces_in:
+        raise ContractError("a frame marked analysed: false cannot carry faces")
 
     boxes, scores, marks, embs = [], [], [], []
     for i, face in enumerate(faces_in):
@@ -161,7 +173,7 @@ def from_dict(data: Any, frame_index: int = -1) -> FrameResult:
         embedding=np.array(embs, np.float32).reshape(n, dim),
         frame_index=frame_index,
     )
-    return FrameResult(int(data["width"]), int(data["height"]), faces, detector, embedder, sig)
+    return FrameResult(int(data["width"]), int(data["height"]), faces, detector, embedder, sig, analysed)
 
 
 def loads(body: bytes | str, frame_index: int = -1) -> FrameResult:

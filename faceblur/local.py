@@ -13,6 +13,10 @@ decoding runs on its own thread ahead of the ``workers`` analysis / blur threads
 queues, so the slowest stage sets the pace. Frame numbers start at 1 (the numbering of
 ``extract_frames`` and of the AWS path, so ``--pick`` and plans mean the same frames everywhere).
 
+With ``analysis="adaptive"`` (the default for videos), pass 1 is ``faceblur.adaptive``: every frame
+gets its signature and a cheap detection pass, only the frames ``faceblur.schedule`` picks get full
+analysis, the others go to the store marked not analysed (covered by the plan's sequences).
+
 ``render``: pass 2 only, from a saved (possibly hand-edited) plan.
 """
 
@@ -41,6 +45,7 @@ from postprocess.summary import RunSummary
 if TYPE_CHECKING:  # imported where used: loading the models or scipy only when a command needs them
     from tqdm import tqdm
 
+    from faceblur.adaptive import AdaptiveConfig
     from faceblur.review.overlay import Overlay
     from handler.pipeline import FacePipeline, PipelineConfig
     from postprocess.blur import Blurrer, RenderConfig
@@ -120,10 +125,14 @@ class LocalConfig:
     progress: bool = True
     overwrite: bool = False
     plan_path: Path | None = None
+    analysis: str = "adaptive"  # adaptive | every (faceblur/adaptive.py; videos only)
+    adaptive: AdaptiveConfig | None = None  # None: its defaults
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
             raise ValueError(f"workers must be 1..64, got {self.workers}")
+        if self.analysis not in ("adaptive", "every"):
+            raise ValueError(f"analysis must be adaptive or every, got {self.analysis!r}")
 
 
 # ---------------------------------------------------------------------------------------------- stages
@@ -170,6 +179,30 @@ def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, worker
     if count == 0:
         raise VideoError(f"{path}: no frames decoded")
     return count
+
+
+def _analyse_adaptive(pipeline, pipeline_config, plan_config, config: LocalConfig, source: Path, store, bar):
+    """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler's cost and cut rule
+    taken from the plan's options so that it pairs faces as the plan will link them."""
+    from dataclasses import replace
+
+    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
+    from handler.runtime import select_providers
+    from postprocess.identity import DEFAULT_THRESHOLDS
+    from postprocess.tracking import make_cost
+
+    adaptive = config.adaptive or AdaptiveConfig()
+    adaptive = replace(adaptive, schedule=replace(adaptive.schedule, max_cost=plan_config.max_cost,
+                                                  cut_threshold=plan_config.cut_threshold))
+    embed = plan_config.mode != "all"
+    name = pipeline.embedder.name if pipeline.embedder is not None else ""
+    threshold = plan_config.identity_threshold if plan_config.identity_threshold is not None else \
+        DEFAULT_THRESHOLDS.get(name, 0.3)
+    cost = make_cost(plan_config.iou_weight, plan_config.distance_weight, plan_config.embedding_weight,
+                     max(1.0 - threshold, 0.05))
+    net = Net(pipeline, pipeline_config.resolved_model_dir(),
+              select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive)
+    return analyse_adaptive(pipeline, source, store, adaptive, embed, net, config.workers, bar.update, cost)
 
 
 def _frame_refs(folder: Path) -> list[FrameRef]:
@@ -361,6 +394,12 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
 
     pipeline_config = config.pipeline or PipelineConfig()
+    adaptive = kind == "video" and config.analysis == "adaptive"
+    if adaptive and plan_config.mode == "all" and pipeline_config.embedder != "none":
+        from dataclasses import replace
+
+        pipeline_config = replace(pipeline_config, embedder="none")  # linking by motion and box only
+        log.info("analysis adaptive, mode all: no embeddings (the embedder is not loaded)")
     pipeline = load_pipeline(pipeline_config)
     summary.detector = pipeline.detector.name
     summary.embedder = pipeline.embedder.name if pipeline.embedder else ""
@@ -377,7 +416,12 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     clock = time.perf_counter()
     store = ResultStore()
     try:
-        if kind == "video":
+        if adaptive:
+            with progress_bar(info.estimated_frames if info else None, "decode+detect", config.progress) as bar:
+                summary.analysis = _analyse_adaptive(pipeline, pipeline_config, plan_config, config, source, store,
+                                                     bar)
+            summary.frames = summary.analysis.frames
+        elif kind == "video":
             assert info is not None
             with progress_bar(info.estimated_frames, "decode+detect", config.progress) as bar:
                 summary.frames = analyse_video(pipeline, source, store, config.workers, bar)

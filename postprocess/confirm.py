@@ -24,7 +24,7 @@ the question arises).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -114,10 +114,19 @@ def evidence(track: FaceTrack, face_score: float = 0.3) -> Evidence:
                     n / span, jitter, plausible)
 
 
-def confirm(track: FaceTrack, rule: ConfirmRule | None = None) -> tuple[bool, str]:
-    """(is a face, why) for one sequence by :class:`ConfirmRule` (see the module docstring)."""
+def confirm(track: FaceTrack, rule: ConfirmRule | None = None, unseen: int = 0) -> tuple[bool, str]:
+    """(is a face, why) for one sequence by :class:`ConfirmRule` (see the module docstring).
+
+    ``unseen``: frames inside the sequence that adaptive analysis did not analyse. They count as
+    the detections they would have been had every frame been analysed (as confident ones where the
+    sequence has a confident detection), so a face seen on few analysed frames is not rejected for
+    the frames nobody looked at: recall first."""
     rule = rule or ConfirmRule()
     ev = evidence(track, rule.face_score)
+    if unseen > 0 and ev.detections:
+        n = ev.detections + int(unseen)
+        ev = replace(ev, detections=n, density=min(1.0, n / max(ev.span, 1)),
+                     confident=ev.confident + (int(unseen) if ev.confident else 0))
     if ev.best >= rule.keep_score:
         return True, f"a confident detection (score {ev.best:.2f} >= keep_score {rule.keep_score})"
     if ev.confident >= rule.min_length:

@@ -17,10 +17,12 @@ import numpy as np
 from postprocess.tracking import FaceTrack
 
 
-def is_false_positive(track: FaceTrack, min_length: int = 3, keep_score: float = 0.6) -> bool:
-    """True when the sequence has fewer than ``min_length`` detections, none scoring ``keep_score``."""
+def is_false_positive(track: FaceTrack, min_length: int = 3, keep_score: float = 0.6, unseen: int = 0) -> bool:
+    """True when the sequence has fewer than ``min_length`` detections, none scoring ``keep_score``.
+    ``unseen``: frames inside the sequence that were not analysed (adaptive analysis); they count
+    as detections, as they would have been had every frame been analysed."""
     detected = track.detected
-    count = int(detected.sum())
+    count = int(detected.sum()) + int(unseen)
     best = float(track.confidence[detected].max()) if count else 0.0
     return count < min_length and best < keep_score
 

@@ -54,6 +54,7 @@ class _Scan:
     embedder: str
     shots: np.ndarray
     tracks: list[FaceTrack]
+    analysed: np.ndarray  # bool per frame: fully analysed (False: adaptive analysis skipped it)
 
 
 def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameResult | None,
@@ -61,7 +62,12 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     """Read every frame result exactly once (a lazy mapping may parse it from disk on each access):
     collect the video facts, detect cuts on the fly (settled ``CutDetector.half`` frames later, so
     only that many frames' faces wait in memory) and link faces into sequences (without keeping
-    their embeddings), then join sequences split by missed detections."""
+    their embeddings), then join sequences split by missed detections.
+
+    Frames marked ``analysed: false`` (adaptive analysis) give their signature to the cut detector
+    but are not linked: they are no evidence of absence. The linker's gap clock counts analysed
+    frames only, so ``max_gap`` means analysed frames without a match; boxes for the frames between
+    come from interpolation along the sequences."""
     hint = first.embedder if first is not None else ""
     threshold = config.identity_threshold if config.identity_threshold is not None else \
         DEFAULT_THRESHOLDS.get(hint, 0.3)
@@ -75,23 +81,27 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     detectors: set[str] = set()
     waiting: deque[tuple[int, FrameFaces]] = deque()
     shots = np.zeros(len(frames), np.int64)
-    settled = shot = 0
+    analysed = np.ones(len(frames), bool)
+    settled = shot = skipped = 0
 
     def settle(cuts: list[bool]) -> None:
-        nonlocal settled, shot
+        nonlocal settled, shot, skipped
         for cut in cuts:
             frame, faces = waiting.popleft()
             if cut:
                 shot += 1
                 linker.new_shot(shot)
             shots[settled] = shot
+            if not analysed[settled]:
+                skipped += 1
+            elif len(faces):
+                linker.update(faces, frame_index=frame, tick=frame - skipped)
             settled += 1
-            if len(faces):
-                linker.update(faces, frame_index=frame)
 
     for k, frame in enumerate(frames.tolist()):
         result = first if k == 0 and first is not None else results[frame]
         sizes.add((result.width, result.height))
+        analysed[k] = result.analysed
         if result.embedder:
             embedders.add(result.embedder)
         if result.detector:
@@ -106,7 +116,8 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
                                  "their embeddings cannot be compared")
     width, height = sizes.pop() if sizes else (0, 0)
     tracks = join_tracks(linker.finish(), config.join_gap, config.max_cost, cost, linker.end_embeddings)
-    return _Scan(width, height, ",".join(sorted(detectors)), embedders.pop() if embedders else "", shots, tracks)
+    return _Scan(width, height, ",".join(sorted(detectors)), embedders.pop() if embedders else "", shots, tracks,
+                 analysed)
 
 
 def _check_identity_inputs(config: PlanConfig, references: Mapping[str, Mapping[str, FrameResult]] | None,
@@ -249,10 +260,16 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
     bounds = shot_ranges(frames, scan.shots)
     # 3-6: fill, filter, smooth, pad
     shaped = [_shape(t, config, bounds) for t in scan.tracks]
+    skipped = np.cumsum(~scan.analysed)  # frames not analysed up to each position of ``frames``
+
+    def unseen(t: FaceTrack) -> int:  # frames not analysed between the sequence's first and last detection
+        lo, hi = np.searchsorted(frames, [t.first, t.last])
+        return int(skipped[hi] - skipped[lo]) if len(frames) else 0
+
     rule = config.confirm_rule()
     dropped, found = [], {}
     for t in scan.tracks:  # confirmed from the detections alone (before filling), see postprocess/confirm.py
-        face, why = confirm(t, rule)
+        face, why = confirm(t, rule, unseen(t))
         dropped.append("" if face else why)
         found[t.track_id] = why if face else ""
 
@@ -285,6 +302,6 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
                 if config.mode in ("unknown", "known") else {},
                 "picks": picked, "fail_closed": blocker or None}
     plan = Plan(width, height, np.union1d(frames, full), sequences, full, bounds, scan.detector, embedder,
-                config.to_dict(), identity, persons)
+                config.to_dict(), identity, persons, None if scan.analysed.all() else frames[scan.analysed])
     logger.info("plan: %s", plan.summary)
     return plan

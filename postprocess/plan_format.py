@@ -11,6 +11,8 @@ JSON layout (schema ``face-blur/plan/v1``)::
                   "picks": {"120:640:360": 7}},                               (select: pick -> sequence id)
      "frames": [[first, last], ...],        all frame numbers of the video, as inclusive runs
      "full_frames": [[first, last], ...],   frames blurred whole (no usable result)
+     "analysed": [[first, last], ...],      only with adaptive analysis: the frames fully analysed
+                                            (the others are covered by the sequences); absent: all
      "shots": [[first, last], ...],         shot i = frames first..last
      "sequences": [{"id": 7, "shot": 0, "first": 120, "last": 260,
                     "rows": "pppddddiiddd...ppp",   per frame: d detected, i interpolated, p padded
@@ -170,9 +172,12 @@ class Plan:
     def __init__(self, width: int, height: int, frame_indices: Iterable[int], sequences: list[SequencePlan],
                  full_frames: Iterable[int] = (), shots: np.ndarray | None = None, detector: str = "",
                  embedder: str = "", options: dict[str, Any] | None = None,
-                 identity: dict[str, Any] | None = None, persons: list[dict[str, Any]] | None = None) -> None:
+                 identity: dict[str, Any] | None = None, persons: list[dict[str, Any]] | None = None,
+                 analysed: Iterable[int] | None = None) -> None:
         self.width, self.height = int(width), int(height)
         self.frame_indices = np.unique(np.asarray(list(frame_indices), np.int64))
+        #: frames fully analysed; None: every frame with a result (no adaptive analysis)
+        self.analysed = None if analysed is None else np.unique(np.asarray(list(analysed), np.int64))
         self.full_frames = np.unique(np.asarray(list(full_frames), np.int64))
         self.sequences = list(sequences)
         self.shots = np.zeros((0, 2), np.int64) if shots is None else np.asarray(shots, np.int64).reshape(-1, 2)
@@ -230,7 +235,7 @@ class Plan:
             "mode": self.options.get("mode", ""),
             "detector": self.detector,
             "embedder": self.embedder,
-        }
+        } | ({} if self.analysed is None else {"analysed_frames": int(len(self.analysed))})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -242,7 +247,7 @@ class Plan:
             "sequences": [s.to_dict() for s in self.sequences],
             "persons": self.persons,
             "summary": self.summary,
-        }
+        } | ({} if self.analysed is None else {"analysed": _runs(self.analysed)})
 
     @classmethod
     def from_dict(cls, data: Any) -> Plan:
@@ -269,7 +274,8 @@ class Plan:
         return cls(data["width"], data["height"], _unruns(data.get("frames", []), "frames"), sequences,
                    _unruns(data.get("full_frames", []), "full_frames"), shots_arr,
                    str(data.get("detector", "")), str(data.get("embedder", "")),
-                   data.get("options") or {}, data.get("identity") or {}, persons)
+                   data.get("options") or {}, data.get("identity") or {}, persons,
+                   _unruns(data["analysed"], "analysed") if "analysed" in data else None)
 
     def dumps(self, indent: int | None = None) -> bytes:
         return json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":")).encode()

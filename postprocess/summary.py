@@ -29,6 +29,7 @@ class RunSummary:
     input: str = ""
     detector: str = ""
     embedder: str = ""
+    analysis: Any = None  # faceblur.schedule.Tally of an adaptive run: .line() (None: every frame analysed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +45,8 @@ class RunSummary:
                f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
         if self.detector or self.embedder:
             out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")
+        if self.analysis is not None:
+            out.append(self.analysis.line())
         if p.get("fail_closed"):  # identity not decided (postprocess/guard.py): why, and the fix
             out.append(str(p["fail_closed"]))
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stages.items())

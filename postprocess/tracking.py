@@ -279,6 +279,7 @@ class FaceLinker:
         self._vel = np.zeros((0, 4), np.float64)
         self._seen = np.zeros(0, np.int64)
         self._strong = np.zeros(0, bool)  # the track's last detection scored weak_score or more
+        self._tick = np.zeros(0, np.int64)  # clock of the last match (frames, or analysed frames)
         self._emb = np.zeros((0, 0), np.float32)
         self._head = np.zeros((0, 0), np.float32)
         self._head_n = np.zeros(0, np.int64)
@@ -301,6 +302,7 @@ class FaceLinker:
                                                          self._strong[mask])
         self._seen, self._emb, self._head, self._head_n = (self._seen[mask], self._emb[mask], self._head[mask],
                                                            self._head_n[mask])
+        self._tick = self._tick[mask]
 
     def _widen(self, dim: int) -> None:
         """The first embedded frame: embeddings of ``dim`` values from now on."""
@@ -308,20 +310,24 @@ class FaceLinker:
         self._emb = np.zeros((len(self._ids), dim), np.float32)
         self._head = np.zeros((len(self._ids), dim), np.float32)
 
-    def update(self, faces: FrameFaces, frame_index: int | None = None) -> FrameFaces:
+    def update(self, faces: FrameFaces, frame_index: int | None = None, tick: int | None = None) -> FrameFaces:
         """A copy of ``faces`` with ``track_id`` filled in (the input is not changed); remembers the
         frame for :meth:`finish`. ``frame_index`` overrides ``faces.frame_index``. Frames come in
-        increasing order; a frame without faces still ages the live sequences."""
-        return faces.with_track_ids(self._link(faces, frame_index))
+        increasing order; a frame without faces still ages the live sequences. ``tick`` (default: the
+        frame number) is the clock ``max_gap`` counts in: adaptive analysis passes the number of
+        analysed frames so far, so a sequence survives ``max_gap`` analysed frames without a match
+        however far apart they lie; motion is still per frame."""
+        return faces.with_track_ids(self._link(faces, frame_index, tick))
 
-    def _link(self, faces: FrameFaces, frame_index: int | None) -> np.ndarray:
+    def _link(self, faces: FrameFaces, frame_index: int | None, tick: int | None = None) -> np.ndarray:
         """Track ids (n,) for this frame's faces, in order."""
         frame = faces.frame_index if frame_index is None else int(frame_index)
+        now = frame if tick is None else int(tick)
         if self._last_frame is not None and frame <= self._last_frame:
             raise ValueError(f"frames must come in increasing order: {frame} after {self._last_frame}")
         self._last_frame = frame
         if len(self._ids):
-            alive = frame - self._seen - 1 <= self.max_gap
+            alive = now - self._tick - 1 <= self.max_gap
             if not alive.all():
                 self._keep(alive)
         n = len(faces)
@@ -355,6 +361,7 @@ class FaceLinker:
             self._box[rows] = boxes[cols]
             self._seen[rows] = frame
             self._strong[rows] = strong[cols] | (self._strong[rows] & ~steer)
+            self._tick[rows] = now
             if faces.dim:
                 self._mix(rows, emb[cols])
         new = np.flatnonzero(ids < 0)
@@ -368,6 +375,7 @@ class FaceLinker:
             self._vel = np.concatenate([self._vel, np.zeros((len(new), 4))])
             self._seen = np.concatenate([self._seen, np.full(len(new), frame)])
             self._strong = np.concatenate([self._strong, strong[new]])
+            self._tick = np.concatenate([self._tick, np.full(len(new), now)])
             self._emb = np.concatenate([self._emb, emb[new]])
             self._head = np.concatenate([self._head, emb[new]])
             self._head_n = np.concatenate([self._head_n, np.full(len(new), int(faces.dim > 0))])

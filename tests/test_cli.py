@@ -76,7 +76,8 @@ def test_run_on_a_video_with_sound_keeps_frames_rate_size_and_audio(tmp_path, fa
     saved = json.loads(plan.read_text())
     assert saved["schema"] == "face-blur/plan/v1" and '"embedding":' not in plan.read_text()
     err = capsys.readouterr().err
-    assert "embedder mobilefacenet" in err  # it says which embedder it used
+    assert "embedder none" in err  # it says which embedder it used: none in mode all with adaptive analysis
+    assert "of 15 frames fully analysed" in err  # and how many frames it analysed
     assert "frames 15" in err and "blurred" in err  # the closing summary
 
 

@@ -118,7 +118,8 @@ def test_portrait_phone_clip_is_analysed_upright_and_written_upright(tmp_path, f
     p = probe_clip(out)
     assert (p.width, p.height) == (width, height)
     assert p.rotation == 0
-    assert summary.faces >= 6  # seen upright in (nearly) every frame
+    analysed = summary.analysis.analysed if summary.analysis is not None else summary.frames  # adaptive analysis
+    assert summary.faces >= analysed - 1 >= 3  # seen upright in (nearly) every analysed frame
     for frame, upright, truth in zip(read_frames(out), uprights, truths, strict=True):
         assert detail(frame, truth) < 0.5 * detail(upright, truth), "the face is not blurred"
         assert mean_abs_diff(frame, upright, outside(frame.shape, [truth])) < 3

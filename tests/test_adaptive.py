@@ -1,0 +1,295 @@
+"""Adaptive analysis (faceblur/schedule.py, faceblur/adaptive.py): the scheduler's decisions over
+plain data, then real videos made from the shared photos through ``face-blur run`` with the real
+CenterFace: a face that enters and leaves between two would-be analysed frames is blurred on all
+its frames (and is missed without the cheap net, so the test can fail), both sides of a cut are
+analysed, a still scene is analysed on a fraction of its frames, and ``--analysis every`` gives
+the plan of analysing every frame."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from detection_helpers import background
+from video_helpers import ClipSpec, detail, face_patch, make_clip, paste, read_frames
+
+from contract import FrameFaces, FrameResult, dumps, loads
+from faceblur.schedule import IntervalPolicy, Look, ScheduleConfig, Scheduler
+
+W, H = 320, 180
+
+
+# ---------------------------------------------------------------------------------------------- pure
+
+
+def _faces(*boxes) -> FrameFaces:
+    n = len(boxes)
+    return FrameFaces(np.array(boxes, np.float32).reshape(n, 4), np.ones(n), np.zeros((n, 5, 2)), np.zeros((n, 0)))
+
+
+def _truth_world(appear: int, leave: int):
+    """Frame -> boxes: a face at (10,10,50,50) always, another at (200,20,240,60) in appear..leave."""
+    def boxes(frame: int):
+        out = [(10, 10, 50, 50)]
+        if appear <= frame <= leave:
+            out.append((200, 20, 240, 60))
+        return out
+    return boxes
+
+
+def test_disagreement_is_searched_down_to_the_frames_where_a_face_appears():
+    world = _truth_world(11, 40)
+    scheduler = Scheduler(ScheduleConfig())
+    asked = []
+
+    def analyse(frame: int, reason: str) -> Look:
+        asked.append((frame, reason))
+        return Look(frame, _faces(*world(frame)))
+
+    found = scheduler.resolve(Look(0, _faces(*world(0))), Look(16, _faces(*world(16))), {}, analyse)
+    frames = [look.frame for look in found]
+    assert 10 in frames and 11 in frames  # the last frame without it and the first with it
+    assert all(reason == "disagreement" for _, reason in asked)
+    assert len(asked) <= 4  # binary search, not every frame
+
+
+def test_a_net_candidate_the_sequences_do_not_explain_gets_its_frame_analysed():
+    world = _truth_world(5, 8)  # enters and leaves between 0 and 16: the ends agree
+    net = {f: np.array(world(f), np.float32) + 3 for f in range(1, 16)}  # the net sees both, a little off
+    asked = []
+
+    def analyse(frame: int, reason: str) -> Look:
+        asked.append((frame, reason))
+        return Look(frame, _faces(*world(frame)), net.get(frame, np.zeros((0, 4))))
+
+    found = Scheduler().resolve(Look(0, _faces(*world(0))), Look(16, _faces(*world(16))), net, analyse)
+    assert asked[0][1] == "net" and 5 <= asked[0][0] <= 8
+    frames = {look.frame for look in found}
+    assert {4, 5, 8, 9} <= frames  # then binary search finds where it enters and leaves
+
+
+def test_a_net_false_positive_that_full_analysis_rejected_at_both_ends_costs_nothing():
+    poster = np.array([[100, 100, 130, 130]], np.float32)  # the net sees a face on a poster; full analysis does not
+    net = {f: np.concatenate([poster, [[10, 10, 50, 50]]]) for f in range(17)}
+    a = Look(0, _faces((10, 10, 50, 50)), net[0])
+    b = Look(16, _faces((10, 10, 50, 50)), net[16])
+    assert Scheduler().next_frame(a, b, net) is None
+    fresh = dict(net)
+    fresh[7] = np.concatenate([net[7], [[250, 20, 290, 60]]])  # but a new candidate elsewhere does count
+    assert Scheduler().next_frame(a, b, fresh) == (7, "net")
+
+
+def test_an_identity_change_between_analysed_frames_is_a_disagreement():
+    one, other = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
+    box = np.array([[10, 10, 50, 50]], np.float32)
+    a = Look(0, FrameFaces(box, np.ones(1), np.zeros((1, 5, 2)), one[None]))
+    same = Look(8, FrameFaces(box, np.ones(1), np.zeros((1, 5, 2)), one[None]))
+    changed = Look(8, FrameFaces(box, np.ones(1), np.zeros((1, 5, 2)), other[None]))
+    assert Scheduler().next_frame(a, same, {}) is None
+    assert Scheduler().next_frame(a, changed, {}) == (4, "disagreement")
+
+
+def test_interval_grows_when_windows_agree_and_shrinks_when_they_do_not():
+    policy = IntervalPolicy(ScheduleConfig(min_interval=2, max_interval=16))
+    assert [policy.after(0) for _ in range(5)] == [4, 8, 16, 16, 16]
+    assert [policy.after(3), policy.after(1), policy.after(2)] == [8, 4, 2]
+    with pytest.raises(ValueError, match="min_interval"):
+        ScheduleConfig(min_interval=9, max_interval=4)
+
+
+def test_frames_not_analysed_travel_in_the_v1_contract_as_an_optional_field():
+    sig = np.full(128, 1 / 128, np.float32)
+    skipped = FrameResult(W, H, FrameFaces.empty(), signature=sig, analysed=False)
+    body = json.loads(dumps(skipped))
+    assert body["analysed"] is False and body["schema"] == "face-blur/frame/v1"
+    assert loads(dumps(skipped)).analysed is False
+    full = FrameResult(W, H, FrameFaces.empty(), "centerface", "", sig)
+    assert "analysed" not in json.loads(dumps(full)) and loads(dumps(full)).analysed is True
+
+
+# ---------------------------------------------------------------------------------------------- real videos
+
+
+def _coverage(plan, frame: int, box) -> float:
+    """Fraction of ``box`` inside the union of the plan's boxes for ``frame`` (before mask scale)."""
+    mask = np.zeros((H, W), bool)
+    for x1, y1, x2, y2 in plan.boxes(frame):
+        mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return float(mask[y1:y2, x1:x2].mean())
+
+
+class Clip:
+    """A still 320x180 room; ``people``: (person, face height, x, y, first, last) 0-based frames;
+    ``cut``: from this frame on, another room."""
+
+    def __init__(self, faces_dir: Path, frames: int, people, cut: int | None = None) -> None:
+        self.frames = frames
+        self.cut = cut
+        rooms = [background(W, H, seed=3), background(W, H, seed=11)[:, ::-1] // 2 + 60]
+        patches = {p: face_patch(faces_dir, p, size) for p, size, *_ in people}
+        self.truth: list[list[tuple[float, float, float, float]]] = []
+        self.images = []
+        for i in range(frames):
+            frame = rooms[int(cut is not None and i >= cut)].copy()
+            boxes = []
+            for person, _size, x, y, first, last in people:
+                if first <= i <= last:
+                    patch, box = patches[person]
+                    boxes.append(paste(frame, patch, box, x, y))
+            self.images.append(frame)
+            self.truth.append(boxes)
+
+    def write(self, path: Path) -> Path:
+        return make_clip(path, ClipSpec(width=W, height=H, frames=self.frames), lambda i: self.images[i])
+
+
+@pytest.fixture(scope="module")
+def pipeline_config():
+    from handler.pipeline import PipelineConfig
+
+    return PipelineConfig(embedder="none")
+
+
+def _run(tmp_path: Path, clip: Clip, pipeline_config, analysis: str = "adaptive", name: str = "clip"):
+    from faceblur.local import LocalConfig, run
+    from postprocess.plan import Plan
+
+    source = clip.write(tmp_path / f"{name}.mp4")
+    out, plan_path = tmp_path / f"{name}_{analysis}.mp4", tmp_path / f"{name}_{analysis}.json"
+    summary = run(source, out, LocalConfig(pipeline=pipeline_config, analysis=analysis, progress=False,
+                                           plan_path=plan_path))
+    return summary, Plan.loads(plan_path.read_bytes()), out
+
+
+def test_a_face_entering_and_leaving_between_two_would_be_analysed_frames_is_blurred_on_all_its_frames(
+        tmp_path, faces_dir, pipeline_config):
+    # analysed at the interval: frames 1, 3, 7, 15, 31, 47 (1-based); rose is there in frames 21..26 only
+    clip = Clip(faces_dir, 48, [("obama", 56, 20, 40, 0, 47), ("rose_leslie", 52, 190, 30, 20, 25)])
+    summary, plan, out = _run(tmp_path, clip, pipeline_config)
+    assert summary.analysis.reasons["net"] >= 1, summary.analysis.line()
+    assert summary.analysis.analysed < 48 / 2
+    for i, boxes in enumerate(clip.truth):
+        for box in boxes:
+            assert _coverage(plan, i + 1, box) >= 0.95, (i + 1, box, plan.boxes(i + 1))
+    blurred = read_frames(out)
+    for i in range(20, 26):  # her face has lost its detail in the written video
+        rose = clip.truth[i][1]
+        assert detail(blurred[i], rose) < 0.5 * detail(clip.images[i], rose), i + 1
+
+
+def test_without_the_cheap_net_that_face_would_be_missed(tmp_path, faces_dir, pipeline_config):
+    """The counterpart of the test above: the same clip with a net that finds nothing."""
+    from faceblur.adaptive import AdaptiveConfig, analyse_adaptive
+    from handler.pipeline import load_pipeline
+    from postprocess.config import PlanConfig
+    from postprocess.plan import make_plan
+    from postprocess.results import ResultStore
+
+    class Blind:
+        def detect(self, image):
+            return np.zeros((0, 4), np.float32)
+
+    clip = Clip(faces_dir, 48, [("obama", 56, 20, 40, 0, 47), ("rose_leslie", 52, 190, 30, 20, 25)])
+    source = clip.write(tmp_path / "clip.mp4")
+    store = ResultStore()
+    try:
+        tally = analyse_adaptive(load_pipeline(pipeline_config), source, store, AdaptiveConfig(), False, Blind(), 1,
+                                 lambda n: None)
+        plan = make_plan(store, PlanConfig())
+    finally:
+        store.close()
+    assert tally.reasons["net"] == 0
+    assert min(_coverage(plan, i + 1, clip.truth[i][1]) for i in range(20, 26)) < 0.5
+
+
+def test_both_sides_of_a_shot_cut_are_analysed(tmp_path, faces_dir, pipeline_config):
+    clip = Clip(faces_dir, 40, [("obama", 56, 20, 40, 0, 17), ("rose_leslie", 60, 180, 30, 18, 39)], cut=18)
+    summary, plan, _ = _run(tmp_path, clip, pipeline_config)
+    assert len(plan.shots) == 2
+    analysed = set(plan.analysed.tolist())
+    for first, _last in plan.shots[1:].tolist():
+        assert {first - 1, first} <= analysed, (first, sorted(analysed))
+    assert summary.analysis.reasons["cut"] >= 2
+    for i, boxes in enumerate(clip.truth):
+        for box in boxes:
+            assert _coverage(plan, i + 1, box) >= 0.95, (i + 1, box)
+
+
+def test_a_still_scene_is_analysed_on_far_fewer_frames_than_it_has(tmp_path, faces_dir, pipeline_config):
+    clip = Clip(faces_dir, 64, [("obama", 56, 20, 40, 0, 63), ("rose_leslie", 52, 190, 30, 0, 63)])
+    summary, plan, _ = _run(tmp_path, clip, pipeline_config)
+    assert summary.analysis.frames == 64
+    assert len(plan.analysed) == summary.analysis.analysed <= 12, summary.analysis.line()
+    assert plan.summary["analysed_frames"] == len(plan.analysed)
+    for i, boxes in enumerate(clip.truth):
+        for box in boxes:
+            assert _coverage(plan, i + 1, box) >= 0.95, (i + 1, box)
+    assert f"{summary.analysis.analysed} of 64 frames fully analysed" in "\n".join(summary.lines())
+
+
+def test_analysis_every_gives_the_plan_of_analysing_every_frame(tmp_path, faces_dir, pipeline_config):
+    from faceblur.video import iter_frames
+    from handler.pipeline import load_pipeline
+    from postprocess.config import PlanConfig
+    from postprocess.plan import make_plan
+
+    clip = Clip(faces_dir, 20, [("obama", 56, 20, 40, 0, 19), ("rose_leslie", 52, 190, 30, 6, 12)], cut=14)
+    summary, plan, _ = _run(tmp_path, clip, pipeline_config, analysis="every")
+    assert summary.analysis is None and plan.analysed is None
+    pipeline = load_pipeline(pipeline_config)
+    direct = make_plan({f.index: pipeline.analyse(f.image, f.index) for f in iter_frames(tmp_path / "clip.mp4")},
+                       PlanConfig())
+    assert plan.to_dict() == json.loads(direct.dumps())
+    assert "analysed" not in plan.to_dict()
+
+
+def _result(frame: int, boxes, score: float = 0.9, analysed: bool = True) -> FrameResult:
+    faces = _faces(*boxes) if analysed else FrameFaces.empty()
+    faces.confidence[:] = score
+    faces.frame_index = frame
+    return FrameResult(W, H, faces, "centerface" if analysed else "", "", np.full(128, 1 / 128, np.float32), analysed)
+
+
+def test_frames_not_analysed_are_covered_by_the_sequences_not_read_as_no_face_nor_blurred_whole():
+    from postprocess.config import PlanConfig
+    from postprocess.plan import Plan, make_plan
+
+    box = (100, 40, 140, 90)
+    analysed = {1, 9, 17}  # the interval; the face is found at each, nothing in between was looked at
+    results = {f: _result(f, [box], analysed=f in analysed) for f in range(1, 18)}
+    plan = make_plan(results, PlanConfig())
+    assert plan.analysed.tolist() == [1, 9, 17] and not len(plan.full_frames)
+    assert all(len(plan.boxes(f)) == 1 for f in range(1, 18))  # every frame covered, by interpolation
+    assert [s.rows.count("d") for s in plan.sequences] == [3]
+    again = Plan.loads(plan.dumps())
+    assert again.analysed.tolist() == [1, 9, 17] and again.summary["analysed_frames"] == 3
+
+
+def test_a_weak_face_seen_on_two_analysed_frames_with_unseen_frames_between_is_not_dropped():
+    from postprocess.config import PlanConfig
+    from postprocess.plan import make_plan
+
+    box = (100, 40, 140, 90)
+    # adaptive: detected (score 0.4) at frames 5 and 9, frames 6..8 not analysed: 5 frames of evidence
+    adaptive = {f: _result(f, [box] if f in (5, 9) else [], 0.4, analysed=f in (1, 5, 9, 13)) for f in range(1, 14)}
+    assert [s.decision for s in make_plan(adaptive, PlanConfig()).sequences] == ["blur"]
+    # every frame analysed and the face found on only two of them: a likely false positive, as before
+    every = {f: _result(f, [box] if f in (5, 9) else [], 0.4) for f in range(1, 14)}
+    assert [s.decision for s in make_plan(every, PlanConfig()).sequences] == ["drop"]
+
+
+def test_the_per_frame_pass_hands_frames_on_in_order_whatever_finishes_first():
+    import time
+    from types import SimpleNamespace
+
+    from faceblur.adaptive import _in_order
+
+    def slow_first(frame):
+        time.sleep(0.2 if frame.index == 1 else 0.0)  # frame 1 finishes after frame 2
+        return np.zeros(128, np.float32), np.zeros((0, 4), np.float32)
+
+    frames = [SimpleNamespace(index=i, image=np.zeros((2, 2, 3), np.uint8)) for i in range(1, 9)]
+    assert [p.index for p in _in_order(slow_first, iter(frames), 2)] == list(range(1, 9))
