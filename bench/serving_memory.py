@@ -8,7 +8,7 @@ answer, and samples the RSS of every process of the server's tree every 0.1 s: t
 (which holds the gate), the JVM (multi-model-server's front end) and each Python worker. Prints a
 markdown table: per size, the largest worker's peak and its RSS once the size is done, the JVM's
 and the whole tree's peak, and how many requests got an HTTP 200. The worker figure is what
-``handler.config.WORKER_BASE_BYTES`` is set from (README: "Reliability", "Serving limits").
+``handler.serving.machine.WORKER_BASE_BYTES`` is set from (README: "Reliability", "Serving limits").
 
 Run it under the server lock (one multi-model-server per machine):
 ``flock /tmp/face-blur-mms.lock python -m bench.serving_memory --model-dir DIR``.

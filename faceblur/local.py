@@ -74,8 +74,8 @@ def default_output(path: Path) -> Path:
 
 def read_image(path: Path) -> tuple[bytes, np.ndarray]:
     """The file's bytes and its upright RGB pixels, decoded exactly as the inference server does."""
-    from handler.decode import DecodeLimits, decode_image
-    from handler.errors import RequestError
+    from handler.serving.decode import DecodeLimits, decode_image
+    from handler.serving.errors import RequestError
 
     try:
         data = path.read_bytes()
@@ -184,7 +184,7 @@ def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, Fr
 
 def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -> int:
     """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame."""
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     count = 0
     for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), iter_frames(path),
@@ -208,7 +208,7 @@ def _frame_refs(folder: Path):
 
 
 def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar) -> None:
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     def one(ref) -> FrameResult:
         _, image = read_image(folder / ref.key)
@@ -265,8 +265,8 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
                  workers: int, progress: bool, overwrite: bool, total: int | None = None) -> int:
     """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written."""
     from postprocess.blur import Blurrer
+    from postprocess.parallel import bounded_map
     from postprocess.render import RenderError, render_image
-    from postprocess.storage import bounded_map
 
     blurrer = Blurrer(render_config)
     if kind == "video":
@@ -387,7 +387,7 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
 def render(source: Path, plan_path: Path, output: Path, render_config, encode: EncodeConfig | None = None,
            workers: int = 2, progress: bool = True, overwrite: bool = False) -> RunSummary:
     """``face-blur render``: re-render from a saved plan, without detecting again."""
-    from postprocess.plan import Plan
+    from postprocess.plan_format import Plan
 
     kind = input_kind(source)
     if output.exists() and not overwrite:

@@ -174,7 +174,8 @@ def run_transform(config: TransformConfig, progress: bool = True, store=None) ->
     ``<output>/<rel>.out``; raises :class:`TransformFailedError` when any object failed."""
     from tqdm import tqdm
 
-    from postprocess.storage import Store, bounded_map, folder, join, overlaps
+    from postprocess.parallel import bounded_map
+    from postprocess.storage import Store, folder, join, overlaps
 
     store = store or Store()
     if overlaps(config.input_uri, config.output_uri):

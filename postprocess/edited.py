@@ -27,7 +27,7 @@ import logging
 import time
 from typing import Any
 
-from postprocess.plan import Plan
+from postprocess.plan_format import Plan
 from postprocess.render import MANIFEST_NAME, RenderManifest
 from postprocess.run import (
     MARKER_NAME,

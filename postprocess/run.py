@@ -36,7 +36,8 @@ from typing import Any
 
 from postprocess.blur import RenderConfig
 from postprocess.config import PlanConfig
-from postprocess.plan import Plan, make_plan
+from postprocess.plan import make_plan
+from postprocess.plan_format import Plan
 from postprocess.reading import (
     DEFAULT_FRAME_PATTERN,
     DEFAULT_RESULTS_SUFFIX,
