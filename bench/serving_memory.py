@@ -95,10 +95,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(repo: Path, model_dir: Path, workers: int, log_path: Path) -> tuple[subprocess.Popen, int]:
+def start_server(repo: Path, model_dir: Path, workers: int, log_path: Path,
+                 detector: str | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FACE_BLUR_", "SAGEMAKER_"))}
     env["PYTHONPATH"] = str(repo)
+    if detector:
+        env["FACE_BLUR_DETECTOR"] = detector
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "handler.serve", "--host", "127.0.0.1", "--port", str(port),
                                  "--model-dir", str(model_dir), "--workers", str(workers)], cwd=repo, env=env,
@@ -153,11 +156,12 @@ def burst(port: int, bodies: list[bytes]) -> list[int | str]:
     return answers
 
 
-def measure(repo: Path, model_dir: Path, workers: int, per_size: int, faces_dir: Path) -> list[str]:
+def measure(repo: Path, model_dir: Path, workers: int, per_size: int, faces_dir: Path,
+            detector: str | None = None) -> list[str]:
     rows = ["| frames | worker peak MiB | worker after MiB | JVM peak MiB | supervisor peak MiB | tree peak MiB "
             "| answered 200 | seconds |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     with tempfile.TemporaryDirectory(prefix="bench-serving-memory-") as tmp:
-        proc, port = start_server(repo, model_dir, workers, Path(tmp) / "serve.log")
+        proc, port = start_server(repo, model_dir, workers, Path(tmp) / "serve.log", detector)
         try:
             sampler = TreeSampler(proc.pid).start()
             time.sleep(1)
@@ -196,12 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         "FACE_BLUR_MODEL_DIR", "~/.cache/face-blur/models")).expanduser(), help="model directory")
     p.add_argument("--workers", type=int, default=2, help="server workers")
     p.add_argument("--per-size", type=int, default=8, help="frames of each size sent at once")
+    p.add_argument("--detector", default=None, help="FACE_BLUR_DETECTOR for the server (default: its default)")
     p.add_argument("--faces", type=Path, default=REPO.parent / "shared" / "testdata" / "faces",
                    help="folder with two_people.jpg")
     args = p.parse_args(argv)
-    rows = measure(args.repo.resolve(), args.model_dir, args.workers, args.per_size, args.faces)
-    print(f"Server memory under load ({args.repo.resolve()}, {args.workers} workers, default detector and the "
-          "embedder found in the model dir)\n")
+    rows = measure(args.repo.resolve(), args.model_dir, args.workers, args.per_size, args.faces, args.detector)
+    print(f"Server memory under load ({args.repo.resolve()}, {args.workers} workers, detector "
+          f"{args.detector or 'default'}, the embedder found in the model dir)\n")
     print("\n".join(rows))
     print(f"\n{sysinfo.one_line()}")
     return 0

@@ -189,3 +189,18 @@ def test_more_frames_at_once_than_workers_each_get_an_http_status_and_their_own_
     for _, body in answers:
         result = loads(body)
         assert (result.width, result.height) == (960, 540) and len(result.faces) >= 2
+
+
+# --- the gate's load settings, without a server ----------------------------------------------------
+
+def test_the_gate_settings_default_as_documented_and_are_range_checked():
+    from handler.serving.config import ConfigError, ServingConfig
+
+    config = ServingConfig.from_env({})
+    assert (config.gate_threads, config.listen_backlog) == (64, 256)
+    config = ServingConfig.from_env({"FACE_BLUR_GATE_THREADS": "8", "FACE_BLUR_LISTEN_BACKLOG": "1024"})
+    assert (config.gate_threads, config.listen_backlog) == (8, 1024)
+    assert ServingConfig.from_env(config.to_env()) == config  # the workers see the same
+    for name in ("FACE_BLUR_GATE_THREADS", "FACE_BLUR_LISTEN_BACKLOG"):
+        with pytest.raises(ConfigError, match=name):
+            ServingConfig.from_env({name: "0"})
