@@ -13,8 +13,8 @@ from pathlib import Path
 # Memory per worker process (README: "Serving limits", "Reliability"), measured through the real
 # server by ``python -m bench.serving_memory`` (2 workers, 8 frames of each size at once, CenterFace
 # + MobileFaceNet): peak 605 MiB with 4K frames, 326 MiB once they are answered (before CenterFace ran
-# without onnxruntime's CPU arena: 937 and 842 MiB, and the estimate here was 2 GiB). 1 GiB covers
-# that peak with room for the ensemble (MTCNN's pyramid) and heap growth; embedder files add below.
+# without onnxruntime's CPU arena: 937 and 842 MiB, and the estimate here was 2 GiB); the ensemble
+# peaked at 830 MiB (559 once answered). 1 GiB covers both; embedder files add below.
 WORKER_BASE_BYTES = 1024 * 2**20
 # onnxruntime holds about this multiple of an embedder's file size once it has run.
 MODEL_FILE_FACTOR = 1.5
