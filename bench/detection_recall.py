@@ -4,12 +4,13 @@
     python -m bench.detection_recall --sweep    # also the threshold sweep the defaults were chosen by
     python -m bench.detection_recall --video    # on the development VIDEOS instead (bench/video_recall.py)
 
-Run from the repository root (it imports tests/detection_helpers.py).
+Run from the repository root.
 
-The test set is tests/detection_helpers.py's: the shared photos (``$FACE_BLUR_SHARED/testdata/faces``,
-default ``../shared/testdata/faces``) plus insightface's t1.jpg at 640 px on the long side, with
-ground truth from confident detections checked against hand counts, and their degraded variants.
-A face is found when a detection overlaps it with IoU >= 0.4. Prints markdown to stdout.
+The test set is bench/detection_set.py's (tests/test_detection.py's too): the shared photos
+(``$FACE_BLUR_SHARED/testdata/faces``, default ``../shared/testdata/faces``) plus insightface's
+t1.jpg at 640 px on the long side, with ground truth from confident detections checked against
+hand counts, and their degraded variants. A face is found when a detection overlaps it with IoU
+>= 0.4. Prints markdown to stdout.
 """
 
 from __future__ import annotations
@@ -27,15 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import FrameFaces
-from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
-from handler.detector import DetectorConfig, FrameDetector
-from handler.detector_factory import centerface_path, create_detector, mtcnn_paths
-from handler.enhance import DarkEnhancer, mean_luminance
-from handler.ensemble import fuse_faces
-from handler.mtcnn import MtcnnDetector, MtcnnOptions
-from handler.runtime import open_session
-from tests.detection_helpers import (
+from bench.detection_set import (
     PHOTO_SIDE,
     VARIANTS,
     Sample,
@@ -47,6 +40,14 @@ from tests.detection_helpers import (
     score,
     small_faces,
 )
+from contract import FrameFaces
+from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
+from handler.detector import DetectorConfig, FrameDetector
+from handler.detector_factory import centerface_path, create_detector, mtcnn_paths
+from handler.enhance import DarkEnhancer, mean_luminance
+from handler.ensemble import fuse_faces
+from handler.mtcnn import MtcnnDetector, MtcnnOptions
+from handler.runtime import open_session
 
 log = logging.getLogger("bench.detection_recall")
 REPO = Path(__file__).resolve().parents[1]

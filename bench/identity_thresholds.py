@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from handler.boxes import iou_matrix
+from contract.boxes import iou_matrix
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def _column(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type) -> np.ndarray:
+def column(owner: str, name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type,
+           rows: str = "n") -> np.ndarray:
+    """``value`` as an array of ``dtype`` and ``shape`` (None: any length, written ``rows``); a wrong
+    shape raises ValueError naming ``owner.name`` and the expected shape. The one column check of
+    every column dataclass (``FrameFaces`` here, ``postprocess.tracking.FaceTrack``)."""
     arr = np.asarray(value, dtype=dtype)
     bad_dims = arr.ndim != len(shape)
     if bad_dims or any(want is not None and got != want for got, want in zip(arr.shape, shape, strict=True)):
-        expected = "x".join("n" if s is None else str(s) for s in shape)
-        raise ValueError(f"FrameFaces.{name} must have shape ({expected}), got {arr.shape}")
+        expected = "x".join(rows if s is None else str(s) for s in shape)
+        raise ValueError(f"{owner}.{name} must have shape ({expected}), got {arr.shape}")
     return arr
+
+
+def _column(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type) -> np.ndarray:
+    return column("FrameFaces", name, value, shape, dtype)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """``face-blur``: the command line (console script ``face-blur = faceblur.cli:main``).
 
 Subcommands: ``run`` (video, frames folder or photo in, anonymised copy out, everything local),
-``render`` (again from a saved plan, no detection), ``serve`` (the inference server),
+``render`` (again from a saved plan, no detection; ``--draw-boxes``: a debug copy), ``review`` (a
+local web page to check and edit a plan, faceblur/review/), ``serve`` (the inference server),
 ``transform`` (the Batch Transform stand-in), ``postprocess`` (the post-processing stage on local
 paths or S3). ``face-blur <command> --help`` lists every option with its default.
 
@@ -19,7 +20,13 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # each stage is imported when its command runs (--help needs no model runtime)
+    from faceblur.video import EncodeConfig
+    from handler.pipeline import PipelineConfig
+    from postprocess.blur import RenderConfig
+    from postprocess.config import PlanConfig
 
 log = logging.getLogger("faceblur")
 
@@ -68,7 +75,7 @@ def _add_plan_options(parser: argparse.ArgumentParser) -> None:
     add_plan_arguments(parser, advanced=False)  # python -m postprocess has the advanced ones too
 
 
-def _plan_config(args: argparse.Namespace):
+def _plan_config(args: argparse.Namespace) -> PlanConfig:
     from postprocess.options import plan_config_from_args
 
     return plan_config_from_args(args)
@@ -80,7 +87,7 @@ def _add_blur_options(parser: argparse.ArgumentParser) -> None:
     add_render_arguments(parser, advanced=False)
 
 
-def _render_config(args: argparse.Namespace):
+def _render_config(args: argparse.Namespace) -> RenderConfig:
     from postprocess.options import render_config_from_args
 
     return render_config_from_args(args)
@@ -115,7 +122,7 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
                    help="do not raise the contrast of dark frames before detection")
 
 
-def _pipeline_config(args: argparse.Namespace):
+def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     from handler.detector import DetectorConfig
     from handler.pipeline import PipelineConfig
 
@@ -139,7 +146,7 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
                    help="keep GPS location metadata (removed by default)")
 
 
-def _encode_config(args: argparse.Namespace):
+def _encode_config(args: argparse.Namespace) -> EncodeConfig:
     from faceblur.video import EncodeConfig
 
     return EncodeConfig(codec=args.codec, crf=args.crf, preset=args.preset, keep_location=args.keep_location)
@@ -199,10 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output path (default: <input stem>_anonymized<ext>)")
     render.add_argument("--overwrite", action="store_true", help="replace an existing output")
     render.add_argument("--workers", type=_number(int, 1, 64), default=2, help="blur threads")
+    render.add_argument("--draw-boxes", action="store_true",
+                        help="a debug copy instead: every box of the plan drawn, one colour per decision, with the "
+                             "detector score, and nothing blurred (default output <input stem>_boxes<ext>)")
     _add_blur_options(render)
     _add_video_options(render)
     _add_common(render)
     render.set_defaults(func=_cmd_render)
+
+    _add_review_parser(sub, fmt)
 
     serve = sub.add_parser("serve", help="start the inference server (127.0.0.1:8080 by default)",
                            description="The inference server (handler/serving/serve.py); its options follow: "
@@ -240,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_arguments(post)
     add_render_arguments(post)
     add_run_arguments(post)
-    post.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    _add_common(post)
     post.set_defaults(func=_cmd_postprocess)
     return parser
 
@@ -281,13 +293,60 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from faceblur.local import default_output, render
 
-    output = args.output or default_output(args.input)
+    output = args.output or default_output(args.input, "_boxes" if args.draw_boxes else "_anonymized")
     with _usage():
         render_config, encode_config = _render_config(args), _encode_config(args)
     summary = render(args.input, args.plan_path, output, render_config, encode_config,
-                     args.workers, args.progress, args.overwrite)
+                     args.workers, args.progress, args.overwrite, draw_boxes=args.draw_boxes)
     for line in summary.lines():
         log.info("%s", line)
+    return EXIT_OK
+
+
+def _add_review_parser(sub, fmt) -> None:
+    review = sub.add_parser("review", formatter_class=fmt,
+                            help="check and edit a plan on a local web page, then render",
+                            description="A web page on this machine with one card per person: flip who is blurred, "
+                                        "check any frame, add a missed face, save the edited plan beside the "
+                                        "original and render it (faceblur/review/).")
+    review.add_argument("input", help="the video, frames folder, photo or s3:// frames prefix the plan was made for")
+    review.add_argument("--plan", required=True, dest="plan_path", help="plan JSON (a path or s3://)")
+    review.add_argument("--host", default="127.0.0.1", help="listen address (anything but loopback exposes the page)")
+    review.add_argument("--port", type=_number(int, 0, 65535), default=8765, help="listen port (0: any free one)")
+    review.add_argument("--open", action="store_true", dest="open_browser", help="open the page in a browser")
+    review.add_argument("-o", "--output", default=None,
+                        help="render output (default: <input stem>_reviewed<ext> beside the input; on S3 "
+                             "<plan folder>/reviewed/); must be in the input's or the plan's folder")
+    review.add_argument("--workers", type=_number(int, 1, 64), default=2, help="blur threads of a render")
+    _add_blur_options(review)
+    _add_video_options(review)
+    review.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    review.set_defaults(func=_cmd_review, progress=False)
+
+
+def _review_only_parser() -> argparse.ArgumentParser:
+    from postprocess.options import HelpFormatter
+
+    parser = _Parser(prog="face-blur", formatter_class=HelpFormatter)
+    _add_review_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True), HelpFormatter)
+    return parser
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from faceblur.review.app import serve
+    from faceblur.review.session import ReviewSession
+    from postprocess.blur import RenderConfig
+
+    with _usage():
+        render_config, encode_config = _render_config(args), _encode_config(args)
+    # no blur option given: the session uses those of the run that made the plan where it can find them
+    given = render_config.to_dict() if render_config != RenderConfig() else {}
+    session = ReviewSession(args.input, args.plan_path, given, asdict(encode_config), output=args.output,
+                            workers=args.workers)
+    serve(session, args.host, args.port, args.open_browser,
+          on_ready=lambda url: print(f"face-blur review: {url} (Ctrl-C to stop)", flush=True))
     return EXIT_OK
 
 
@@ -313,12 +372,14 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 def _cmd_postprocess(args: argparse.Namespace) -> int:
     import json
 
+    from faceblur.progress import progress_bar
     from postprocess.options import run_config_from_args
     from postprocess.run import run
 
     with _usage():
         config = run_config_from_args(args)
-    summary = run(args.frames, args.results, args.output, config, args.references)
+    with progress_bar(None, "blur+write", args.progress) as bar:  # the frame count is known only inside run
+        summary = run(args.frames, args.results, args.output, config, args.references, progress=bar.update)
     print(json.dumps(summary.to_dict()))
     return EXIT_OK
 
@@ -367,7 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["serve"]:  # every option belongs to handler.serve (argparse cannot pass them on)
         args = argparse.Namespace(command="serve", args=argv[1:], func=_cmd_serve)
         return _dispatch(args, verbose=1 if {"-v", "--verbose"} & set(argv) else 0)
-    parser = build_parser()
+    # review: only its own options, so opening the page does not import the planning code (SciPy)
+    parser = _review_only_parser() if argv[:1] == ["review"] else build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors: argparse has printed its message

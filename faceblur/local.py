@@ -22,19 +22,30 @@ import contextlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from contract import FrameResult
+from faceblur.progress import progress_bar
 from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
 from postprocess.results import ResultStore
+from postprocess.summary import RunSummary
+
+if TYPE_CHECKING:  # imported where used: loading the models or scipy only when a command needs them
+    from tqdm import tqdm
+
+    from faceblur.review.overlay import Overlay
+    from handler.pipeline import FacePipeline, PipelineConfig
+    from postprocess.blur import Blurrer, RenderConfig
+    from postprocess.config import PlanConfig
+    from postprocess.plan_format import Plan
+    from postprocess.reading import FrameRef
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +76,11 @@ def input_kind(path: Path) -> str:
                      f"({', '.join(VIDEO_SUFFIXES)}), a photo ({', '.join(PHOTO_SUFFIXES)}) or a folder of frames")
 
 
-def default_output(path: Path) -> Path:
+def default_output(path: Path, tag: str = "_anonymized") -> Path:
     """``<stem>_anonymized<ext>`` beside the input (a folder: ``<name>_anonymized``)."""
     if path.is_dir():
-        return path.with_name(path.name.rstrip("/") + "_anonymized")
-    return path.with_name(f"{path.stem}_anonymized{path.suffix}")
+        return path.with_name(path.name.rstrip("/") + tag)
+    return path.with_name(f"{path.stem}{tag}{path.suffix}")
 
 
 def read_image(path: Path) -> tuple[bytes, np.ndarray]:
@@ -99,9 +110,9 @@ def read_image(path: Path) -> tuple[bytes, np.ndarray]:
 class LocalConfig:
     """Everything ``face-blur run`` needs; each stage's own config inside (README "face-blur run")."""
 
-    pipeline: Any = None  # handler.pipeline.PipelineConfig (None: its defaults)
-    plan: Any = None  # postprocess.config.PlanConfig
-    render: Any = None  # postprocess.blur.RenderConfig
+    pipeline: PipelineConfig | None = None  # None: its defaults
+    plan: PlanConfig | None = None
+    render: RenderConfig | None = None
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     references: tuple[Path, ...] = ()
     workers: int = 2
@@ -114,47 +125,10 @@ class LocalConfig:
             raise ValueError(f"workers must be 1..64, got {self.workers}")
 
 
-@dataclass
-class RunSummary:
-    """What a run did, for the closing summary (and tests)."""
-
-    kind: str
-    input: Path
-    output: Path
-    frames: int = 0
-    faces: int = 0
-    plan: dict[str, Any] = field(default_factory=dict)
-    detector: str = ""
-    embedder: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def lines(self) -> list[str]:
-        total = sum(self.seconds.values())
-        p = self.plan
-        out = [f"{self.kind} {self.input} -> {self.output}",
-               f"frames {self.frames}, faces detected {self.faces}, sequences {p.get('sequences', 0)}: "
-               f"blurred {p.get('blurred', 0)}, kept {p.get('kept', 0)}, borderline {p.get('borderline', 0)} "
-               f"(blurred), dropped as false positives {p.get('dropped', 0)}; whole frames blurred "
-               f"{p.get('full_frames', 0)}; mode {p.get('mode', '')}"]
-        if self.detector or self.embedder:
-            out.append(f"detector {self.detector or '-'}, embedder {self.embedder or 'none'}")
-        stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
-        out.append(f"time {total:.1f}s{rate}: {stages}")
-        return out
-
-
-def _bar(total: int | None, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total or None, desc=desc, unit="frame", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, leave=True)
-
-
 # ---------------------------------------------------------------------------------------------- stages
 
 
-def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, FrameResult]]:
+def load_references(pipeline: FacePipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, FrameResult]]:
     """``--ref`` paths -> {person: {photo name: result}}; a photo is one person named by its stem, a
     folder one person (named by the folder) with several photos. Each photo must show one face."""
     people: dict[str, dict[str, FrameResult]] = {}
@@ -182,7 +156,7 @@ def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, Fr
     return people
 
 
-def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -> int:
+def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, workers: int, bar: tqdm) -> int:
     """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame."""
     from postprocess.parallel import bounded_map
 
@@ -197,7 +171,7 @@ def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -
     return count
 
 
-def _frame_refs(folder: Path):
+def _frame_refs(folder: Path) -> list[FrameRef]:
     from postprocess.reading import FrameListError, list_frames
     from postprocess.storage import Store
 
@@ -207,10 +181,11 @@ def _frame_refs(folder: Path):
         raise InputError(f"{folder}: {exc}") from None
 
 
-def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar) -> None:
+def analyse_frames(pipeline: FacePipeline, folder: Path, refs: list[FrameRef], store: ResultStore, workers: int,
+                   bar: tqdm) -> None:
     from postprocess.parallel import bounded_map
 
-    def one(ref) -> FrameResult:
+    def one(ref: FrameRef) -> FrameResult:
         _, image = read_image(folder / ref.key)
         return pipeline.analyse(image, ref.number)
 
@@ -219,7 +194,19 @@ def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: in
         bar.update(1)
 
 
-def _blur_function(plan, blurrer) -> Callable[[int, np.ndarray], bool]:
+def _blur_function(plan: Plan, blurrer: Blurrer, overlay: Overlay | None = None
+                   ) -> Callable[[int, np.ndarray], bool]:
+    if overlay is not None:  # --draw-boxes: the original with every box (faceblur/review/overlay.py)
+        from faceblur.review.overlay import draw
+
+        def boxes(index: int, rgb: np.ndarray) -> bool:
+            entries = overlay.at(index)
+            if entries:
+                rgb[...] = draw(rgb, entries)
+            return bool(entries)
+
+        return boxes
+
     def process(index: int, rgb: np.ndarray) -> bool:
         if plan.is_full_frame(index):
             blurrer.blur_whole(rgb)
@@ -261,25 +248,46 @@ def _atomic_file(path: Path, data: bytes, overwrite: bool) -> None:
         tmp.write_bytes(data)
 
 
-def render_input(kind: str, source: Path, output: Path, plan, render_config, encode: EncodeConfig,
-                 workers: int, progress: bool, overwrite: bool, total: int | None = None) -> int:
-    """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written."""
+def _ticker(bar: tqdm, on_frames: Callable[[int], None] | None) -> Callable[[int], None]:
+    if on_frames is None:
+        return bar.update
+
+    def tick(n: int = 1) -> None:
+        bar.update(n)
+        on_frames(n)
+
+    return tick
+
+
+def render_input(kind: str, source: Path, output: Path, plan: Plan, render_config: RenderConfig,
+                 encode: EncodeConfig, workers: int, progress: bool, overwrite: bool, total: int | None = None,
+                 overlay: Overlay | None = None,
+                 on_frames: Callable[[int], None] | None = None) -> int:
+    """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written.
+    ``overlay`` (a ``faceblur.review.overlay.Overlay``): draw every box instead of blurring (a
+    debug copy); ``on_frames(n)``: called as frames are written (the review page's progress bar)."""
     from postprocess.blur import Blurrer
     from postprocess.parallel import bounded_map
     from postprocess.render import RenderError, render_image
 
     blurrer = Blurrer(render_config)
+    process = _blur_function(plan, blurrer, overlay)
     if kind == "video":
         info = probe(source)
         _check_size(plan, info.width, info.height, source)
-        with _bar(total or info.estimated_frames, "blur+encode", progress) as bar:
-            done = rewrite_video(source, output, _blur_function(plan, blurrer), encode, workers,
-                                 progress=bar.update, overwrite=overwrite)
+        with progress_bar(total or info.estimated_frames, "blur+encode", progress) as bar:
+            done = rewrite_video(source, output, process, encode, workers,
+                                 progress=_ticker(bar, on_frames), overwrite=overwrite)
         return done.frame_count
     if kind == "photo":
         if output.suffix.lower() != source.suffix.lower():
             raise InputError(f"{output}: a photo is written in its own format ({source.suffix}); "
                              "give an output name with that extension")
+        if overlay is not None:
+            _, rgb = read_image(source)  # (not faceblur.review.frames.decode: that module imports this one)
+            process(1, rgb)
+            _atomic_file(output, _encode_like(rgb, source.name), overwrite)
+            return 1
         try:  # decoded once, by render_image, which also checks the size against the plan's
             body = render_image(source.read_bytes(), source.name, plan.boxes(1), plan.is_full_frame(1), blurrer,
                                 (plan.width, plan.height) if plan.width else None)
@@ -289,7 +297,11 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
         return 1
     refs = _frame_refs(source)
 
-    def one(ref) -> bytes:
+    def one(ref: FrameRef) -> bytes:
+        if overlay is not None:
+            _, rgb = read_image(source / ref.key)
+            process(ref.number, rgb)
+            return _encode_like(rgb, ref.key)
         data = (source / ref.key).read_bytes()
         try:
             return render_image(data, ref.key, plan.boxes(ref.number), plan.is_full_frame(ref.number), blurrer,
@@ -297,16 +309,27 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
         except RenderError as exc:
             raise InputError(str(exc)) from None
 
-    with _output_folder(output, overwrite) as tmp, _bar(len(refs), "blur", progress) as bar:
+    with _output_folder(output, overwrite) as tmp, progress_bar(len(refs), "blur", progress) as bar:
+        tick = _ticker(bar, on_frames)
         for ref, body in bounded_map(one, refs, workers, window=workers * 2):
             target = tmp / ref.key
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(body)
-            bar.update(1)
+            tick(1)
     return len(refs)
 
 
-def _check_size(plan, width: int, height: int, source: Path) -> None:
+def _encode_like(rgb: np.ndarray, name: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG" if name.lower().endswith(".png") else "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _check_size(plan: Plan, width: int, height: int, source: Path) -> None:
     if plan.width and (plan.width, plan.height) != (width, height):
         raise InputError(f"{source} is {width}x{height} but the plan was made for {plan.width}x{plan.height}")
 
@@ -332,7 +355,7 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
         raise InputError(f"{output}: the output would replace the input")
     if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"{output}: the output of a video must be {', '.join(VIDEO_SUFFIXES)}")
-    summary = RunSummary(kind, source, output)
+    summary = RunSummary(output=str(output), kind=kind, input=str(source))
     clock = time.perf_counter()
     info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
 
@@ -346,14 +369,14 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
                 "slower and less accurate; see model/ to fetch one)")
     log.info("detector %s, embedder %s%s", summary.detector, summary.embedder or "none", note)
     references = load_references(pipeline, config.references) if config.references else None
-    summary.seconds["load"] = time.perf_counter() - clock
+    summary.stages["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     store = ResultStore()
     try:
         if kind == "video":
             assert info is not None
-            with _bar(info.estimated_frames, "decode+detect", config.progress) as bar:
+            with progress_bar(info.estimated_frames, "decode+detect", config.progress) as bar:
                 summary.frames = analyse_video(pipeline, source, store, config.workers, bar)
         elif kind == "photo":
             _, image = read_image(source)
@@ -361,11 +384,11 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
             summary.frames = 1
         else:
             refs = _frame_refs(source)
-            with _bar(len(refs), "detect", config.progress) as bar:
+            with progress_bar(len(refs), "detect", config.progress) as bar:
                 analyse_frames(pipeline, source, refs, store, config.workers, bar)
             summary.frames = len(refs)
         summary.faces = store.faces
-        summary.seconds["detect"] = time.perf_counter() - clock
+        summary.stages["detect"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         plan = make_plan(store, plan_config, references)
@@ -375,31 +398,47 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     if config.plan_path is not None:
         _atomic_file(config.plan_path, plan.dumps(indent=1), overwrite=True)
         log.info("plan written to %s", config.plan_path)
-    summary.seconds["plan"] = time.perf_counter() - clock
+    summary.stages["plan"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
                  config.overwrite, total=summary.frames)
-    summary.seconds["blur+write"] = time.perf_counter() - clock
+    summary.stages["blur+write"] = time.perf_counter() - clock
     return summary
 
 
-def render(source: Path, plan_path: Path, output: Path, render_config, encode: EncodeConfig | None = None,
-           workers: int = 2, progress: bool = True, overwrite: bool = False) -> RunSummary:
-    """``face-blur render``: re-render from a saved plan, without detecting again."""
+def render(source: Path, plan_path: Path, output: Path, render_config: RenderConfig,
+           encode: EncodeConfig | None = None,
+           workers: int = 2, progress: bool = True, overwrite: bool = False, draw_boxes: bool = False,
+           on_frames: Callable[[int], None] | None = None) -> RunSummary:
+    """``face-blur render``: re-render from a saved plan, without detecting again (``draw_boxes``:
+    a debug copy with every box drawn and nothing blurred)."""
+    import json
+
     from postprocess.plan_format import Plan
 
     kind = input_kind(source)
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
+    if output.resolve() == source.resolve():
+        raise InputError(f"{output}: the output would replace the input")
     try:
-        plan = Plan.loads(plan_path.read_bytes())
+        body = plan_path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{plan_path}: no such plan file") from None
-    summary = RunSummary(kind, source, output, plan=plan.summary, detector=plan.detector, embedder=plan.embedder)
+    plan = Plan.loads(body)
+    overlay = None
+    if draw_boxes:
+        from faceblur.review.overlay import Overlay
+
+        overlay = Overlay(json.loads(body))
+        log.warning("--draw-boxes: %s shows every face clear with its box; it is for checking, not publishing",
+                    output)
+    summary = RunSummary(output=str(output), kind=kind, input=str(source), plan=plan.summary,
+                         detector=plan.detector, embedder=plan.embedder)
     clock = time.perf_counter()
     summary.frames = render_input(kind, source, output, plan, render_config, encode or EncodeConfig(), workers,
-                                  progress, overwrite)
+                                  progress, overwrite, overlay=overlay, on_frames=on_frames)
     summary.faces = int(plan.summary.get("faces", 0))
-    summary.seconds["blur+write"] = time.perf_counter() - clock
+    summary.stages["blur+write"] = time.perf_counter() - clock
     return summary

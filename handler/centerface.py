@@ -15,12 +15,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from contract import FrameFaces
 from handler.boxes import nms
 from handler.runtime import ModelLoadError, open_session, session_provider
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +91,7 @@ def write_dynamic_model(source: str | Path, target: str | Path) -> None:
     Path(target).write_bytes(data if data is not None else Path(source).read_bytes())
 
 
-def load_centerface(path: str | Path, providers: list[str], threads: int = 0):
+def load_centerface(path: str | Path, providers: list[str], threads: int = 0) -> InferenceSession:
     """An onnxruntime session for the CenterFace file at ``path`` that accepts any input size.
 
     A missing, corrupt or foreign file raises ModelLoadError naming ``path``.
@@ -147,7 +151,7 @@ class CenterfaceDetector:
     name = "centerface"
     native_min_face = NATIVE_MIN_FACE
 
-    def __init__(self, session, options: CenterfaceOptions | None = None) -> None:
+    def __init__(self, session: InferenceSession, options: CenterfaceOptions | None = None) -> None:
         self.session = session
         self.options = options or CenterfaceOptions()
         names = {o.name for o in session.get_outputs()}

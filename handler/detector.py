@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image
 
 from contract import FrameFaces
-from handler.boxes import area, clip_boxes, iomin_matrix, nms
+from contract.boxes import area, iomin_matrix
+from handler.boxes import clip_boxes, nms
 from handler.enhance import DarkEnhancer
 
 log = logging.getLogger(__name__)

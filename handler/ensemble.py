@@ -15,7 +15,7 @@ import logging
 import numpy as np
 
 from contract import FrameFaces
-from handler.boxes import iou_matrix
+from contract.boxes import iou_matrix
 from handler.detector import Detector
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -24,6 +25,9 @@ from PIL import Image
 from contract import FrameFaces
 from handler.boxes import nms, regress_boxes, square_boxes
 from handler.runtime import session_provider
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,8 @@ class MtcnnDetector:
     name = "mtcnn"
     native_min_face = float(CELL)  # P-Net's window at the pyramid's finest level
 
-    def __init__(self, pnet, rnet, onet, options: MtcnnOptions | None = None) -> None:
+    def __init__(self, pnet: InferenceSession, rnet: InferenceSession, onet: InferenceSession,
+                 options: MtcnnOptions | None = None) -> None:
         self.pnet, self.rnet, self.onet = pnet, rnet, onet
         self.options = options or MtcnnOptions()
         for stage, session in zip(("pnet", "rnet", "onet"), (pnet, rnet, onet), strict=True):

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +47,7 @@ def select_providers(device: str = "auto", gpu_fallback: bool = True) -> list[st
 
 
 def open_session(path: str | Path, providers: list[str], threads: int = 0, memory_arena: bool = True,
-                 data: bytes | None = None):
+                 data: bytes | None = None) -> InferenceSession:
     """An ``InferenceSession`` for ``path``; a missing or corrupt file raises ModelLoadError naming it.
 
     ``memory_arena=False`` for networks fed many input shapes (MTCNN's image pyramid): onnxruntime's
@@ -67,7 +71,7 @@ def open_session(path: str | Path, providers: list[str], threads: int = 0, memor
     return session
 
 
-def session_provider(session) -> str:
+def session_provider(session: InferenceSession) -> str:
     """The execution provider a session really got (the first of those it was given that loaded).
     Each model wrapper reports its sessions' providers as ``providers`` (model -> provider), which
     :class:`handler.pipeline.FacePipeline` gathers for the server's start-up log."""

@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from postprocess.config import env_int
+from contract.env import env_int
 from postprocess.edited import record_plan, rerender
 from postprocess.run import JobOptions, finalize_step, plan_step, render_step, run
 from postprocess.storage import Store

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 MODES = ("all", "unknown", "known", "select")
@@ -83,20 +82,6 @@ class Pick:
 
     def __str__(self) -> str:
         return f"{self.frame}:{self.x:g}:{self.y:g}"
-
-
-def env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """An integer setting from the environment (Lambda, Batch); ValueError naming it and its range."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be from {low} to {high}, got {value}")
-    return value
 
 
 def _check(ok: bool, field: str, rule: str, value: object) -> None:

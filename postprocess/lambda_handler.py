@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from postprocess.config import env_int
+from contract.env import env_int
 from postprocess.reading import FRAME_SUFFIXES
 from postprocess.run import OPTIONS_NAME, JobOptions, run
 from postprocess.storage import StorageError, Store, join
@@ -49,10 +49,7 @@ class ConfigurationError(RuntimeError):
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    try:
-        return env_int(env, name, default, low, high)
-    except ValueError as exc:
-        raise ConfigurationError(str(exc)) from None
+    return env_int(env, name, default, low, high, error=ConfigurationError)
 
 
 def count_frames(store: Store, options: JobOptions, limit: int) -> int:

@@ -5,6 +5,7 @@ readers, the renderer, the local command and the video splitter."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -12,6 +13,11 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+
+def default_threads() -> int:
+    """Threads for I/O-bound work (S3 reads and writes wait on the network, not the CPU): 4 per core,
+    at most 32. Worker *processes* of the server are counted by ``handler.serving.machine``."""
+    return min(32, 4 * (os.cpu_count() or 1))
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
                 window: int | None = None) -> Iterator[tuple[T, R]]:

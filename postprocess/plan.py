@@ -34,7 +34,7 @@ from postprocess.interpolate import interpolate_gaps, pad_track
 from postprocess.plan_format import ROW_KIND, Plan, SequencePlan
 from postprocess.shots import CutDetector, shot_ranges
 from postprocess.smoothing import smooth_track
-from postprocess.tracking import FaceLinker, FaceTrack, join_tracks
+from postprocess.tracking import FaceLinker, FaceTrack, join_tracks, make_cost
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,9 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     hint = first.embedder if first is not None else ""
     threshold = config.identity_threshold if config.identity_threshold is not None else \
         DEFAULT_THRESHOLDS.get(hint, 0.3)
-    linker = FaceLinker(max_cost=config.max_cost, max_gap=config.max_gap, iou_weight=config.iou_weight,
-                        distance_weight=config.distance_weight, embedding_weight=config.embedding_weight,
-                        embedding_scale=max(1.0 - threshold, 0.05), keep_embeddings=False)
+    cost = make_cost(config.iou_weight, config.distance_weight, config.embedding_weight,
+                     embedding_scale=max(1.0 - threshold, 0.05))
+    linker = FaceLinker(cost, max_cost=config.max_cost, max_gap=config.max_gap, keep_embeddings=False)
     cutter = CutDetector(config.cut_threshold, config.cut_spike_ratio)
     sizes: set[tuple[int, int]] = set()
     embedders: set[str] = set()
@@ -81,7 +81,7 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
             shots[settled] = shot
             settled += 1
             if len(faces):
-                linker.link(faces, frame_index=frame)
+                linker.update(faces, frame_index=frame)
 
     for k, frame in enumerate(frames.tolist()):
         result = first if k == 0 and first is not None else results[frame]
@@ -99,7 +99,7 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
         raise IdentityInputError(f"frame results come from several embedders: {', '.join(sorted(embedders))}; "
                                  "their embeddings cannot be compared")
     width, height = sizes.pop() if sizes else (0, 0)
-    tracks = join_tracks(linker.finish(), config.join_gap, config.max_cost, linker.cost, linker.end_embeddings)
+    tracks = join_tracks(linker.finish(), config.join_gap, config.max_cost, cost, linker.end_embeddings)
     return _Scan(width, height, ",".join(sorted(detectors)), embedders.pop() if embedders else "", shots, tracks)
 
 
@@ -254,7 +254,7 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
             borderline=d.borderline, rows="".join(ROW_KIND[kinds]),
             samples=max((s.samples for s in sc.values()), default=0),
             scores={p: float(s.score) for p, s in sc.items() if np.isfinite(s.score)}, person=d.person,
-            threshold=threshold if sc else None, margin=margin if sc else None))
+            threshold=threshold if sc else None, margin=margin if sc else None, confidence=t.confidence))
     identity = {"threshold": threshold, "margin": margin, "min_samples": config.min_samples,
                 "references": {p: list(photos) for p, photos in (references or {}).items()}
                 if config.mode in ("unknown", "known") else {},

@@ -27,15 +27,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
 from postprocess.blur import RenderConfig
 from postprocess.config import PlanConfig
+from postprocess.parallel import default_threads
 from postprocess.plan import make_plan
 from postprocess.plan_format import Plan
 from postprocess.reading import (
@@ -50,6 +51,7 @@ from postprocess.reading import (
 )
 from postprocess.render import MANIFEST_NAME, RenderManifest, RenderStats, read_progress, render_frames
 from postprocess.storage import StorageError, Store, folder, join, overlaps
+from postprocess.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +73,6 @@ class MissingResultsError(RuntimeError):
 
 class IncompleteOutputError(RuntimeError):
     """Finalize found input frames without an output frame; the message names them."""
-
-
-def default_workers() -> int:
-    return min(32, 4 * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ class RunConfig:
 
     @property
     def threads(self) -> int:
-        return self.workers or default_workers()
+        return self.workers or default_threads()
 
     def to_dict(self) -> dict[str, Any]:
         return {"plan": self.plan.to_dict(), "render": self.render.to_dict(), "missing": self.missing,
@@ -130,27 +128,6 @@ class RunConfig:
         if "render" in values:
             values["render"] = RenderConfig.from_dict(values["render"] or {})
         return cls(**values)
-
-
-@dataclass
-class RunSummary:
-    """What a run did (the CLI prints it; the marker holds the plan-derived part)."""
-
-    output: str
-    digest: str
-    frames: int
-    rendered: int = 0
-    copied: int = 0
-    skipped: int = 0
-    full_frames: int = 0
-    faces: int = 0
-    missing_results: list[int] = field(default_factory=list)
-    already_complete: bool = False
-    plan: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -299,7 +276,7 @@ def load_plan(store: Store, output_uri: str, config: RunConfig) -> tuple[Plan, R
 
 def render_step(store: Store, output_uri: str, config: RunConfig, *, index: int = 0, count: int = 1,
                 plan: Plan | None = None, manifest: RenderManifest | None = None,
-                progress: Any = None) -> RenderStats:
+                progress: Callable[[int], object] | None = None) -> RenderStats:
     """Render slice ``index`` of ``count`` (all frames by default) from the written plan."""
     if plan is None or manifest is None:
         plan, manifest = load_plan(store, output_uri, config)
@@ -339,7 +316,8 @@ def finalize_step(store: Store, output_uri: str, config: RunConfig, *, plan: Pla
 
 
 def run(frames_uri: str, results_uri: str, output_uri: str, config: RunConfig | None = None,
-        references_uri: str | None = None, *, store: Store | None = None, progress: Any = None) -> RunSummary:
+        references_uri: str | None = None, *, store: Store | None = None,
+        progress: Callable[[int], object] | None = None) -> RunSummary:
     """Plan, render and finalize in one go (see the module docstring).
 
     ``progress``: optional callable taking the number of frames just finished (e.g. ``tqdm.update``).

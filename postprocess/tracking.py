@@ -1,7 +1,7 @@
 """Face sequences: link each frame's faces to the sequences of the frames before, then join
 sequences of one person that a few missed detections split.
 
-``FaceLinker.update(faces)`` links one frame by minimum-cost bipartite matching
+``FaceLinker(cost).update(faces)`` links one frame by minimum-cost bipartite matching
 (``scipy.optimize.linear_sum_assignment``) of the live sequences (their boxes predicted at this frame
 from their recent motion) against the frame's faces. The default cost (:func:`make_cost`) is a
 weighted mean, in [0, 1], of
@@ -34,6 +34,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from contract import FrameFaces
+from contract.boxes import iou_matrix
+from contract.faces import column
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +45,7 @@ _END_SAMPLES = 5  # detections at each end whose mean embedding represents a seq
 
 
 def _col(name: str, value: np.ndarray, shape: tuple[int | None, ...], dtype: type) -> np.ndarray:
-    arr = np.asarray(value, dtype=dtype)
-    if arr.ndim != len(shape) or any(w is not None and g != w for g, w in zip(arr.shape, shape, strict=True)):
-        expected = "x".join("m" if s is None else str(s) for s in shape)
-        raise ValueError(f"FaceTrack.{name} must have shape ({expected}), got {arr.shape}")
-    return arr
+    return column("FaceTrack", name, value, shape, dtype, rows="m")
 
 
 @dataclass
@@ -131,13 +129,6 @@ class FaceTrack:
                          np.concatenate([p.padded for p in parts]), np.concatenate([p.face_index for p in parts]))
 
 
-def _iou(a: np.ndarray, b: np.ndarray, wh_a: np.ndarray, wh_b: np.ndarray) -> np.ndarray:
-    inter_wh = np.maximum(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0.0)
-    inter = inter_wh[..., 0] * inter_wh[..., 1]
-    union = wh_a[..., 0] * wh_a[..., 1] + wh_b[..., 0] * wh_b[..., 1] - inter
-    return inter / np.maximum(union, 1e-9)  # an empty union has no intersection: 0
-
-
 def make_cost(iou_weight: float = 1.0, distance_weight: float = 1.0, embedding_weight: float = 3.0,
               embedding_scale: float = 0.7) -> CostFunction:
     """The default link cost, closed over its weights (see the module docstring)."""
@@ -152,7 +143,7 @@ def make_cost(iou_weight: float = 1.0, distance_weight: float = 1.0, embedding_w
         a = np.asarray(track_boxes, np.float64)[:, None, :]
         b = np.asarray(faces.xyxy, np.float64)[None, :, :]
         wh_a, wh_b = a[..., 2:] - a[..., :2], b[..., 2:] - b[..., :2]
-        total = iou_weight * (1.0 - _iou(a, b, wh_a, wh_b))
+        total = iou_weight * (1.0 - iou_matrix(track_boxes, faces.xyxy).astype(np.float64))
         if distance_weight:
             d = (a[..., :2] + a[..., 2:]) - (b[..., :2] + b[..., 2:])  # twice the centre offset
             size = wh_a.max(axis=-1) + wh_b.max(axis=-1)  # twice the mean face size
@@ -250,8 +241,9 @@ class _RowLog:
 class FaceLinker:
     """Links faces frame by frame into sequences (see the module docstring).
 
-    ``cost`` replaces the default cost (then the weights are unused); it is called as
-    ``cost(track_boxes (t,4), track_embs (t,d), faces) -> (t,n)``, lower is better.
+    ``cost(track_boxes (t,4), track_embs (t,d), faces) -> (t,n)``, lower is better: by default
+    :func:`make_cost` at its default weights; pass ``make_cost(...)`` with others, or any function.
+    One call per frame, :meth:`update` (as norfair's ``Tracker.update``), then :meth:`finish`.
     ``keep_embeddings=False`` keeps the memory of a long video small: the tracks from :meth:`finish`
     then carry no embeddings (look them up by ``frames`` and ``face_index``), and the linker keeps
     the mean embedding of each sequence's first and last detections (:attr:`end_embeddings`).
@@ -259,16 +251,14 @@ class FaceLinker:
     """
 
     def __init__(self, cost: CostFunction | None = None, max_cost: float = 0.5, max_gap: int = 3,
-                 iou_weight: float = 1.0, distance_weight: float = 1.0, embedding_weight: float = 3.0,
-                 embedding_scale: float = 0.7, embedding_momentum: float = 0.5,
-                 keep_embeddings: bool = True) -> None:
+                 embedding_momentum: float = 0.5, keep_embeddings: bool = True) -> None:
         if not 0 < max_cost <= 1e5:
             raise ValueError(f"max_cost must be > 0, got {max_cost}")
         if max_gap < 0:
             raise ValueError(f"max_gap must be >= 0 frames, got {max_gap}")
         if not 0 <= embedding_momentum < 1:
             raise ValueError(f"embedding_momentum must be in [0, 1), got {embedding_momentum}")
-        self.cost = cost or make_cost(iou_weight, distance_weight, embedding_weight, embedding_scale)
+        self.cost = cost or make_cost()
         self.max_cost, self.max_gap = float(max_cost), int(max_gap)
         self.momentum = float(embedding_momentum)
         self.shot = 0
@@ -308,9 +298,14 @@ class FaceLinker:
         self._emb = np.zeros((len(self._ids), dim), np.float32)
         self._head = np.zeros((len(self._ids), dim), np.float32)
 
-    def link(self, faces: FrameFaces, frame_index: int | None = None) -> np.ndarray:
-        """Track ids (n,) for this frame's faces, in order; remembers the frame for :meth:`finish`.
-        ``frame_index`` overrides ``faces.frame_index`` (no copy of the faces is made)."""
+    def update(self, faces: FrameFaces, frame_index: int | None = None) -> FrameFaces:
+        """A copy of ``faces`` with ``track_id`` filled in (the input is not changed); remembers the
+        frame for :meth:`finish`. ``frame_index`` overrides ``faces.frame_index``. Frames come in
+        increasing order; a frame without faces still ages the live sequences."""
+        return faces.with_track_ids(self._link(faces, frame_index))
+
+    def _link(self, faces: FrameFaces, frame_index: int | None) -> np.ndarray:
+        """Track ids (n,) for this frame's faces, in order."""
         frame = faces.frame_index if frame_index is None else int(frame_index)
         if self._last_frame is not None and frame <= self._last_frame:
             raise ValueError(f"frames must come in increasing order: {frame} after {self._last_frame}")
@@ -366,10 +361,6 @@ class FaceLinker:
         if early.any():
             self._head[rows[early]] += emb[early]
             self._head_n[rows[early]] += 1
-
-    def update(self, faces: FrameFaces) -> FrameFaces:
-        """A copy of ``faces`` with ``track_id`` filled in (the input is not changed)."""
-        return faces.with_track_ids(self.link(faces))
 
     def finish(self) -> list[FaceTrack]:
         """Every sequence seen so far (ordered by id); ends the live ones. Call once, at the end."""

@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout: its own packages, not another installed copy
     sys.path.insert(0, str(REPO))
 
+from postprocess.parallel import bounded_map  # noqa: E402
 from postprocess.storage import content_type  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,13 @@ def add_deployment_arguments(parser: argparse.ArgumentParser, job: bool = True) 
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """``--no-progress``: the one switch for a script's progress bars (tqdm, on stderr)."""
+    parser.set_defaults(progress=True)  # before the option, whose own default hides it from --help
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
+                        help="no progress bars")
+
+
 def deployment_from_args(args: argparse.Namespace) -> Deployment:
     return Deployment.from_outputs(load_outputs(args.outputs, args.terraform_dir))
 
@@ -235,18 +242,24 @@ def upload_files(s3: Any, bucket: str, files: Iterable[tuple[Path, str]], worker
                  progress: Callable[[int], None] | None = None) -> int:
     """Upload ``(local path, key)`` pairs in parallel; returns how many. Bucket default encryption
     (SSE-KMS with the deployment's key) applies to each object."""
-    items = list(files)
 
     def one(item: tuple[Path, str]) -> None:
         path, key = item
         s3.upload_file(str(path), bucket, key, ExtraArgs={"ContentType": content_type(path.name)})
+
+    return _each(one, files, workers, progress)
+
+
+def _each(fn: Callable[[Any], None], items: Iterable[Any], workers: int,
+          progress: Callable[[int], None] | None) -> int:
+    """``fn`` over ``items`` on ``workers`` threads (the first error stops it); how many were done.
+    ``progress(1)`` is called on this thread after each, so a progress bar needs no lock."""
+    count = 0
+    for _ in bounded_map(fn, items, max(1, workers)):
+        count += 1
         if progress:
             progress(1)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for _ in pool.map(one, items):
-            pass
-    return len(items)
+    return count
 
 
 def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
@@ -257,19 +270,16 @@ def list_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
     return sorted(keys)
 
 
-def download_files(s3: Any, bucket: str, pairs: Iterable[tuple[str, Path]], workers: int = 16) -> int:
+def download_files(s3: Any, bucket: str, pairs: Iterable[tuple[str, Path]], workers: int = 16,
+                   progress: Callable[[int], None] | None = None) -> int:
     """Download ``(key, local path)`` pairs in parallel; returns how many."""
-    items = list(pairs)
 
     def one(item: tuple[str, Path]) -> None:
         key, path = item
         path.parent.mkdir(parents=True, exist_ok=True)
         s3.download_file(bucket, key, str(path))
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for _ in pool.map(one, items):
-            pass
-    return len(items)
+    return _each(one, pairs, workers, progress)
 
 
 def run_script(prog: str, args: argparse.Namespace, work: Callable[[Deployment], Any]) -> int:

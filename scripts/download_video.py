@@ -23,6 +23,7 @@ from deployment import (
     IMAGE_SUFFIXES,
     Deployment,
     add_deployment_arguments,
+    add_progress_argument,
     download_files,
     list_keys,
     run_script,
@@ -33,8 +34,10 @@ log = logging.getLogger("download_video")
 FRAME_PATTERN = "img{:07d}.png"
 
 
-def download_frames(dep: Deployment, s3, job: str, frames_dir: Path, force: bool = False, workers: int = 16) -> int:
+def download_frames(dep: Deployment, s3, job: str, frames_dir: Path, force: bool = False, workers: int = 16,
+                    progress: bool = False) -> int:
     """Download the output frames (images directly under ``output/<job>/``); returns how many."""
+    from faceblur.progress import progress_bar
     from postprocess.run import MARKER_NAME
 
     prefix = dep.key("output", job)
@@ -45,7 +48,9 @@ def download_frames(dep: Deployment, s3, job: str, frames_dir: Path, force: bool
     frames = [k for k in keys if "/" not in k[len(prefix):] and k.lower().endswith(IMAGE_SUFFIXES)]
     if not frames:
         raise RuntimeError(f"no frames under s3://{dep.bucket}/{prefix}")
-    count = download_files(s3, dep.bucket, [(k, frames_dir / k[len(prefix):]) for k in frames], workers)
+    with progress_bar(len(frames), "download", progress) as bar:
+        count = download_files(s3, dep.bucket, [(k, frames_dir / k[len(prefix):]) for k in frames], workers,
+                               progress=bar.update)
     log.info("downloaded %d frames from s3://%s/%s to %s", count, dep.bucket, prefix, frames_dir)
     return count
 
@@ -60,17 +65,21 @@ def download_sidecar(dep: Deployment, s3, job: str, sidecar_dir: Path) -> int:
 
 
 def download_video(dep: Deployment, s3, job: str, output: Path, overwrite: bool = False, force: bool = False,
-                   workers: int = 16, scratch: Path | None = None) -> Path:
-    """Download frames and sidecar of ``job`` and write the video to ``output``."""
+                   workers: int = 16, scratch: Path | None = None, progress: bool = False) -> Path:
+    """Download frames and sidecar of ``job`` and write the video to ``output`` (``progress``: a bar
+    for the download and one for the encoding)."""
+    from faceblur.progress import progress_bar
     from faceblur.video import assemble_video
 
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists (--overwrite replaces it)")
     with tempfile.TemporaryDirectory(prefix="face-blur-download-", dir=scratch) as tmp:
         frames_dir, sidecar_dir = Path(tmp) / "frames", Path(tmp) / "sidecar"
-        download_frames(dep, s3, job, frames_dir, force, workers)
+        count = download_frames(dep, s3, job, frames_dir, force, workers, progress)
         download_sidecar(dep, s3, job, sidecar_dir)
-        assemble_video(frames_dir, sidecar_dir, output, pattern=FRAME_PATTERN, overwrite=overwrite)
+        with progress_bar(count, "encode", progress) as bar:
+            assemble_video(frames_dir, sidecar_dir, output, pattern=FRAME_PATTERN, overwrite=overwrite,
+                           progress=bar.update)
     log.info("wrote %s", output)
     return output
 
@@ -85,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="download even without the completion marker")
     parser.add_argument("--workers", type=int, default=16, help="parallel downloads")
     parser.add_argument("--scratch", type=Path, default=None, help="folder for temporary files")
+    add_progress_argument(parser)
     add_deployment_arguments(parser)
     return parser
 
@@ -95,11 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work(dep: Deployment) -> None:
         s3 = dep.session().client("s3")
         if args.frames_dir:
-            download_frames(dep, s3, args.job, args.frames_dir, args.force, args.workers)
+            download_frames(dep, s3, args.job, args.frames_dir, args.force, args.workers, args.progress)
         else:
-            download_video(dep, s3, args.job, args.output, args.overwrite, args.force, args.workers, args.scratch)
+            download_video(dep, s3, args.job, args.output, args.overwrite, args.force, args.workers, args.scratch,
+                           args.progress)
 
     return run_script("download_video.py", args, work)
+
 
 if __name__ == "__main__":
     sys.exit(main())

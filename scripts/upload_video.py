@@ -23,6 +23,7 @@ from pathlib import Path
 from deployment import (
     Deployment,
     add_deployment_arguments,
+    add_progress_argument,
     run_script,
     upload_files,
 )
@@ -44,17 +45,24 @@ class UploadedVideo:
 
 
 def upload_video(dep: Deployment, s3, video: Path, job: str, workers: int = 16,
-                 scratch: Path | None = None) -> UploadedVideo:
-    """Extract every frame of ``video`` and upload frames and sidecar for ``job``."""
-    from faceblur.video import extract_frames
+                 scratch: Path | None = None, progress: bool = False) -> UploadedVideo:
+    """Extract every frame of ``video`` and upload frames and sidecar for ``job`` (``progress``: a
+    bar for each of the two long steps)."""
+    from faceblur.progress import progress_bar
+    from faceblur.video import extract_frames, probe
 
     with tempfile.TemporaryDirectory(prefix="face-blur-upload-", dir=scratch) as tmp:
         frames_dir, sidecar_dir = Path(tmp) / "frames", Path(tmp) / "sidecar"
-        info = extract_frames(video, frames_dir, pattern=FRAME_PATTERN, sidecar_dir=sidecar_dir)
+        expected = probe(video).estimated_frames if progress else None
+        with progress_bar(expected, "extract", progress) as bar:
+            info = extract_frames(video, frames_dir, pattern=FRAME_PATTERN, sidecar_dir=sidecar_dir,
+                                  progress=bar.update)
         log.info("%s: %d frames %dx%d at %.3f fps, %s", video, info.frame_count, info.width, info.height,
                  info.fps, "audio kept aside" if info.audio_file else "no audio")
         frames = sorted(frames_dir.iterdir())
-        upload_files(s3, dep.bucket, [(p, dep.key("frames", job, p.name)) for p in frames], workers)
+        with progress_bar(len(frames), "upload", progress) as bar:
+            upload_files(s3, dep.bucket, [(p, dep.key("frames", job, p.name)) for p in frames], workers,
+                         progress=bar.update)
         sidecar = sorted(p for p in sidecar_dir.iterdir() if p.is_file())
         upload_files(s3, dep.bucket, [(p, dep.key("audio", job, p.name)) for p in sidecar], workers)
     result = UploadedVideo(frames=len(frames), frames_uri=dep.uri("frames", job), sidecar_uri=dep.uri("audio", job),
@@ -70,16 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=16, help="parallel uploads")
     parser.add_argument("--scratch", type=Path, default=None,
                         help="folder for the temporary frames (default: the system temp folder)")
+    add_progress_argument(parser)
     add_deployment_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+
     def work(dep: Deployment) -> None:
-        upload_video(dep, dep.session().client("s3"), args.video, args.job, args.workers, args.scratch)
+        upload_video(dep, dep.session().client("s3"), args.video, args.job, args.workers, args.scratch,
+                     progress=args.progress)
 
     return run_script("upload_video.py", args, work)
+
 
 if __name__ == "__main__":
     sys.exit(main())

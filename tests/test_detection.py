@@ -1,6 +1,6 @@
 """Face detection backends on real photos: recall, sane boxes, resizing, dark frames, model loading.
 
-Ground truth comes from tests/detection_helpers.py (confident detections of both backends, which
+Ground truth comes from bench/detection_set.py (confident detections of both backends, which
 must add up to a hand count per photo, else the ``photos`` fixture fails); the recall floors below
 are the figures bench/detection_recall.py measures, less a margin.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import load_rgb
-from detection_helpers import (
+
+from bench.detection_set import (
     PHOTO_SIDE,
     Sample,
     Score,
@@ -26,9 +27,9 @@ from detection_helpers import (
     score,
     small_faces,
 )
-
 from contract import FrameFaces, dumps, loads
-from handler.boxes import clip_boxes, iou_matrix, nms, square_boxes
+from contract.boxes import iou_matrix
+from handler.boxes import clip_boxes, nms, square_boxes
 from handler.centerface import write_dynamic_model
 from handler.detector import Detector, DetectorConfig, FrameDetector
 from handler.detector_factory import create_detector

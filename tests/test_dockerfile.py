@@ -156,3 +156,12 @@ def test_postprocess_image_runs_the_lambda_handler_and_the_batch_command():
         out = subprocess.run(["/bin/sh", "-c", script, *entry[3:], *argv], capture_output=True, text=True,
                              check=True).stdout.strip()
         assert out == expected
+
+
+def test_pyproject_installs_every_package_of_the_tree():
+    """``packages`` lists packages one by one (no discovery): a subpackage left out would be missing
+    from ``pip install .`` (the images) while an editable install still finds it."""
+    listed = set(pyproject()["tool"]["setuptools"]["packages"])
+    top = {p.split(".")[0] for p in listed}
+    found = {".".join(init.parent.relative_to(REPO).parts) for t in top for init in (REPO / t).rglob("__init__.py")}
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"

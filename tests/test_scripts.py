@@ -319,3 +319,24 @@ def test_wait_reports_a_failed_transform_job():
 
     with pytest.raises(wait_job.JobFailedError, match="413 payload too large"):
         wait_job.wait_for_transform(FailedJob(), "face-blur-j-1", timeout=10, poll=0, sleep=lambda s: None)
+
+
+def test_start_job_options_override_the_recorded_ones_and_show_the_configs_defaults(tmp_path):
+    """start_job.py takes the plan and blur options of face-blur run; only those given replace the
+    --run-options file's, and --help names each default from the config objects."""
+    from postprocess.blur import RenderConfig
+    from postprocess.config import PlanConfig
+    from postprocess.options import given_options
+
+    args = start_job.build_parser().parse_args(["--job", "j", "--mode", "select", "--pick", "3:10:20",
+                                                "--mask-scale", "1.5"])
+    given = given_options(args)
+    recorded = {"plan": {"max_gap": 7, "mode": "unknown"}, "render": {"style": "pixelate"}, "missing": "blur-frame"}
+    config = start_job.run_config(recorded, **given["plan"], **given["render"], **given["run"])
+    assert (config.plan.mode, [str(p) for p in config.plan.picks], config.plan.max_gap) == ("select", ["3:10:20"], 7)
+    assert (config.render.mask_scale, config.render.style, config.missing) == (1.5, "pixelate", "blur-frame")
+    assert given_options(start_job.build_parser().parse_args(["--job", "j"])) == {"plan": {}, "render": {}, "run": {}}
+    text = " ".join(start_job.build_parser().format_help().split())
+    assert f"(default: {RenderConfig().mask_scale}," in text and f"(default: {PlanConfig().max_gap}," in text
+    with pytest.raises(SystemExit):
+        start_job.build_parser().parse_args(["--job", "j", "--mask-scale", "9"])  # range-checked like face-blur's

@@ -50,7 +50,7 @@ def test_two_faces_crossing_paths_keep_their_identities(bounce):
 def test_meeting_faces_need_embeddings_to_keep_identities():
     """The bounce scenario is ambiguous by position (motion says they pass each other)."""
     results, left, right = crossing(bounce=True)
-    _, ids = link_all(results, FaceLinker(embedding_weight=0))
+    _, ids = link_all(results, FaceLinker(make_cost(embedding_weight=0)))
     assert not identities_kept(ids)
 
 
@@ -142,17 +142,17 @@ def test_tracks_survive_max_gap_frames_without_detection():
     assert len(link_all(results, FaceLinker(max_gap=2))[0]) == 2
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"max_cost": 0}, "max_cost"),
-    ({"max_gap": -1}, "max_gap"),
-    ({"iou_weight": -1}, "weights"),
-    ({"iou_weight": 0, "distance_weight": 0}, "weights"),
-    ({"embedding_scale": 0}, "embedding_scale"),
-    ({"embedding_momentum": 1.0}, "embedding_momentum"),
+@pytest.mark.parametrize(("make", "kwargs", "message"), [
+    (FaceLinker, {"max_cost": 0}, "max_cost"),
+    (FaceLinker, {"max_gap": -1}, "max_gap"),
+    (make_cost, {"iou_weight": -1}, "weights"),
+    (make_cost, {"iou_weight": 0, "distance_weight": 0}, "weights"),
+    (make_cost, {"embedding_scale": 0}, "embedding_scale"),
+    (FaceLinker, {"embedding_momentum": 1.0}, "embedding_momentum"),
 ])
-def test_linker_rejects_bad_settings(kwargs, message):
+def test_linker_rejects_bad_settings(make, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        FaceLinker(**kwargs)
+        make(**kwargs)
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -175,7 +175,7 @@ def test_a_linker_without_embeddings_in_memory_joins_the_same_way():
     results = build_results([app], 40)
     light = FaceLinker(keep_embeddings=False)
     for f in sorted(results):
-        light.link(results[f].faces, f)
+        light.update(results[f].faces, f)
     tracks = light.finish()
     assert all(t.dim == 0 for t in tracks) and len(tracks) == 2
     assert tracks[0].face_index.tolist() == [0] * len(tracks[0])

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,12 @@ from faceblur.video.info import (
 )
 from faceblur.video.pixels import RANGE_FULL, Colour
 from faceblur.video.probe import filter_metadata
+
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.container import OutputContainer
+    from av.packet import Packet
+    from av.video.frame import VideoFrame
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +97,7 @@ class AudioOut:
     """One input audio stream into the output container: packets copied, or re-encoded when the
     container cannot hold the codec."""
 
-    def __init__(self, output, in_stream, fmt_name: str, keep_location: bool) -> None:
+    def __init__(self, output: OutputContainer, in_stream: AudioStream, fmt_name: str, keep_location: bool) -> None:
         import av
 
         self.in_stream = in_stream
@@ -118,7 +125,7 @@ class AudioOut:
         with contextlib.suppress(AttributeError, TypeError, ValueError):
             self.out.disposition = in_stream.disposition
 
-    def packets(self, packet) -> list:
+    def packets(self, packet: Packet) -> list[Packet]:
         """Output packets for one input packet (muxed by the caller)."""
         if packet.dts is None and packet.pts is None:
             return []
@@ -148,7 +155,7 @@ class AudioOut:
 class VideoOut:
     """The output video stream: encoder set-up, colour tags, timestamps."""
 
-    def __init__(self, output, info: VideoInfo, config: EncodeConfig, fmt_name: str) -> None:
+    def __init__(self, output: OutputContainer, info: VideoInfo, config: EncodeConfig, fmt_name: str) -> None:
         self.codec, self.pix_fmt = _choose_codec(fmt_name, info.bit_depth, config.codec)
         self.colour = Colour(info.colorspace, info.color_range, info.color_primaries, info.color_trc)
         rate = Fraction(info.average_rate) if info.fps > 0 else Fraction(30)
@@ -181,7 +188,7 @@ class VideoOut:
         self.stream = stream
         self.time_base = tb
 
-    def rgb_frame(self, rgb: np.ndarray):
+    def rgb_frame(self, rgb: np.ndarray) -> VideoFrame:
         """An RGB image as an output-format frame (matrix and range of the source)."""
         import av
 
@@ -189,7 +196,7 @@ class VideoOut:
         return frame.reformat(format=self.pix_fmt, src_color_range=RANGE_FULL,
                               dst_colorspace=self.colour.matrix, dst_color_range=self.colour.yuv_range)
 
-    def encode(self, frame, pts: int | None, duration: int | None) -> list:
+    def encode(self, frame: VideoFrame, pts: int | None, duration: int | None) -> list[Packet]:
         frame.pts = pts
         frame.time_base = self.time_base
         if duration:
@@ -201,7 +208,7 @@ class VideoOut:
         return self.stream.encode(None)
 
 
-def open_output(path: Path, info: VideoInfo, keep_location: bool):
+def open_output(path: Path, info: VideoInfo, keep_location: bool) -> tuple[OutputContainer, str]:
     import av
 
     fmt_name = VIDEO_SUFFIXES.get(path.suffix.lower())

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from av.video.codeccontext import VideoCodecContext
+    from av.video.frame import VideoFrame
 
 log = logging.getLogger(__name__)
 
@@ -14,14 +19,14 @@ log = logging.getLogger(__name__)
 SWS_MATRIX = {1: 1, 4: 4, 5: 5, 6: 5, 7: 7, 9: 9, 10: 9}
 RANGE_LIMITED, RANGE_FULL = 1, 2
 
-def _display_matrix(frame) -> np.ndarray | None:
+def _display_matrix(frame: VideoFrame) -> np.ndarray | None:
     for item in frame.side_data:
         if str(item.type).endswith("DISPLAYMATRIX"):
             return np.frombuffer(bytes(item), "<i4")
     return None
 
 
-def orientation_ops(frame) -> tuple[int, list[str]]:
+def orientation_ops(frame: VideoFrame) -> tuple[int, list[str]]:
     """(rotation, operations) that make ``frame`` upright, following FFmpeg's autorotate."""
     matrix = _display_matrix(frame)
     if matrix is None:
@@ -86,7 +91,7 @@ class Colour:
     def yuv_range(self) -> int:
         return self.color_range if self.color_range in (RANGE_LIMITED, RANGE_FULL) else RANGE_LIMITED
 
-    def tag(self, target) -> None:
+    def tag(self, target: VideoFrame | VideoCodecContext) -> None:
         """Write the tags on a frame or codec context (unspecified stays unspecified)."""
         target.colorspace = self.colorspace
         target.color_range = self.color_range
@@ -94,7 +99,7 @@ class Colour:
         target.color_trc = self.trc
 
 
-def colour_of(frame) -> Colour:
+def colour_of(frame: VideoFrame) -> Colour:
     rng = int(frame.color_range)
     if rng == 0 and frame.format.name.startswith("yuvj"):
         rng = RANGE_FULL
@@ -104,7 +109,7 @@ def colour_of(frame) -> Colour:
     return Colour(cs, rng, int(frame.color_primaries), int(frame.color_trc))
 
 
-def to_rgb(frame, colour: Colour) -> np.ndarray:
+def to_rgb(frame: VideoFrame, colour: Colour) -> np.ndarray:
     return frame.to_ndarray(format="rgb24", src_colorspace=colour.matrix, src_color_range=colour.yuv_range,
                             dst_color_range=RANGE_FULL)
 

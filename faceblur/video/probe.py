@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faceblur.video.info import VideoError, VideoInfo
 from faceblur.video.pixels import bit_depth, colour_of, orientation_ops, swaps
 
+if TYPE_CHECKING:
+    from av.audio.stream import AudioStream
+    from av.container import InputContainer
 
-def open_input(path: str | Path):
+
+def open_input(path: str | Path) -> InputContainer:
     import av
 
     path = Path(path)
@@ -45,7 +49,7 @@ def filter_metadata(metadata: dict[str, str], keep_location: bool, drop: set[str
     return out
 
 
-def _audio_description(stream) -> dict[str, Any]:
+def _audio_description(stream: AudioStream) -> dict[str, Any]:
     ctx = stream.codec_context
     return {"index": stream.index, "codec": stream.codec.name if stream.codec else ctx.name,
             "sample_rate": int(ctx.sample_rate or 0), "channels": int(ctx.channels or 0),

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,8 +18,13 @@ from faceblur.video.info import EncodeConfig, VideoError, VideoInfo
 from faceblur.video.pixels import Colour, apply_ops, swaps, to_rgb
 from faceblur.video.probe import open_input, probe
 
+if TYPE_CHECKING:
+    from av.container import OutputContainer
+    from av.video.frame import VideoFrame
+    from av.video.plane import VideoPlane
 
-def _compose(upright, rgb_after: np.ndarray, changed: np.ndarray, video: VideoOut) -> None:
+
+def _compose(upright: VideoFrame, rgb_after: np.ndarray, changed: np.ndarray, video: VideoOut) -> None:
     """Write the changed pixels (bool HxW mask) of ``rgb_after`` into the YUV frame ``upright``."""
     rows = np.flatnonzero(changed.any(axis=1))
     cols = np.flatnonzero(changed.any(axis=0))
@@ -38,12 +43,12 @@ def _compose(upright, rgb_after: np.ndarray, changed: np.ndarray, video: VideoOu
         np.copyto(dst, src, where=m)
 
 
-def _plane_view(plane, dtype) -> np.ndarray:
+def _plane_view(plane: VideoPlane, dtype: type[np.generic]) -> np.ndarray:
     itemsize = np.dtype(dtype).itemsize
     return np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // itemsize)[:, :plane.width]
 
 
-def _upright_frame(frame, ops: list[str], video: VideoOut, colour: Colour):
+def _upright_frame(frame: VideoFrame, ops: list[str], video: VideoOut, colour: Colour) -> VideoFrame:
     """The decoded frame in the output pixel format, rotated upright (a frame safe to write into)."""
     import av
 
@@ -103,7 +108,7 @@ def rewrite_video(src: str | Path, dst: str | Path, process: ProcessFn, config: 
                 except av.error.FFmpegError as exc:
                     raise VideoError(f"{src}: decoding failed after frame {index} ({exc.strerror or exc})") from None
 
-            def work(index: int, frame) -> tuple[Any, int | None, int | None]:
+            def work(index: int, frame: VideoFrame) -> tuple[VideoFrame, int | None, int | None]:
                 upright = _upright_frame(frame, ops, video, colour)
                 rgb = to_rgb(upright, colour)
                 before = rgb.copy()
@@ -134,7 +139,8 @@ def colour_of_info(info: VideoInfo) -> Colour:
     return Colour(info.colorspace, info.color_range, info.color_primaries, info.color_trc)
 
 
-def _pipeline(items: Iterator[tuple[str, Any]], work: Callable, workers: int, output, video: VideoOut,
+def _pipeline(items: Iterator[tuple[str, Any]], work: Callable, workers: int, output: OutputContainer,
+              video: VideoOut,
               audio: dict[int, AudioOut], progress: Callable[[int], None] | None) -> int:
     """Ordered processing: video items run on the pool, audio packets wait their turn; mux in order."""
     pending: deque[tuple[str, Any]] = deque()

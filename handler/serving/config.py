@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from contract.env import env_bool, env_choice, env_int
 from handler.detector import BACKENDS, DetectorConfig
 from handler.embedder import embedder_choices
 from handler.pipeline import PipelineConfig, default_model_dir
@@ -57,35 +58,15 @@ class ConfigError(ValueError):
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int | None = None) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if value < low or (high is not None and value > high):
-        span = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise ConfigError(f"{name} must be {span}, got {value}")
-    return value
+    return env_int(env, name, default, low, high, error=ConfigError)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if not raw:
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+    return env_bool(env, name, default, error=ConfigError)
 
 
 def _choice(env: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = env.get(name, "").strip().lower() or default
-    if raw not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
+    return env_choice(env, name, default, choices, error=ConfigError)
 
 
 def _timeout_seconds(env: Mapping[str, str]) -> int:
