@@ -4,11 +4,14 @@
     python -m postprocess.batch --options ... --step render --array-size 10   (an array job)
     python -m postprocess.batch --options ... --step finalize
     python -m postprocess.batch --options ... --step all                      (the three in one job)
+    python -m postprocess.batch --options ... --step plan --plan s3://.../edited-plan.json
 
 ``render`` in an array child renders slice ``AWS_BATCH_JOB_ARRAY_INDEX`` of ``--array-size``
 (default: ``AWS_BATCH_JOB_ARRAY_SIZE`` or ``FACE_BLUR_RENDER_ARRAY_SIZE`` from the environment,
 else 1). Every step can be retried: plan rewrites nothing when the digest is unchanged, render skips
-frames already done, finalize only writes the marker once every frame has its output.
+frames already done, finalize only writes the marker once every frame has its output. With
+``--plan`` (steps plan and all) an edited plan is recorded instead of deciding again
+(``postprocess.edited``), and render and finalize then work from it.
 Exit status 0 on success, 1 on an error (one line on stderr), 2 for bad arguments.
 """
 
@@ -22,6 +25,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from contract.env import env_int
+from postprocess.edited import record_plan, rerender
 from postprocess.run import JobOptions, finalize_step, plan_step, render_step, run
 from postprocess.storage import Store
 
@@ -42,9 +46,18 @@ def slice_from_env(array_size: int | None, env: Mapping[str, str]) -> tuple[int,
     return index, count
 
 
-def run_step(step: str, options: JobOptions, store: Store, index: int = 0, count: int = 1) -> dict:
+def run_step(step: str, options: JobOptions, store: Store, index: int = 0, count: int = 1,
+             plan_uri: str | None = None) -> dict:
     """Run one step; returns a JSON-ready record of what it did."""
     cfg = options.config
+    if plan_uri and step == "plan":
+        result = record_plan(store, options.output, plan_uri, cfg)
+        return {"step": "plan", "digest": result.manifest.digest, "frames": len(result.manifest.frames),
+                "already_complete": result.already_complete, "plan": result.plan.summary,
+                "edited_plan": plan_uri}
+    if plan_uri and step == "all":
+        return {"step": "all", "edited_plan": plan_uri,
+                **rerender(options.output, plan_uri, cfg, store=store).to_dict()}
     if step == "plan":
         result = plan_step(store, options.frames, options.results, options.output, cfg, options.references)
         return {"step": "plan", "digest": result.manifest.digest, "frames": len(result.manifest.frames),
@@ -67,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--array-size", type=int, default=None,
                         help="render: number of slices (None: $AWS_BATCH_JOB_ARRAY_SIZE, else "
                              "$FACE_BLUR_RENDER_ARRAY_SIZE, else 1)")
+    parser.add_argument("--plan", default=None, dest="plan_uri",
+                        help="steps plan and all: render this edited plan (URI) instead of deciding again")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -80,7 +95,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         store = Store()
         options = JobOptions.load(store, args.options)
         index, count = slice_from_env(args.array_size, env) if args.step == "render" else (0, 1)
-        record = run_step(args.step, options, store, index, count)
+        record = run_step(args.step, options, store, index, count, args.plan_uri)
     except Exception as exc:  # one line for the job log, non-zero exit so Batch retries/fails the job
         log.debug("step failed", exc_info=True)
         print(f"face-blur batch {args.step}: {type(exc).__name__}: {exc}".replace("\n", " "), file=sys.stderr)

@@ -83,7 +83,9 @@ def submit_batch(batch: Any, options_uri: str, job_name: str, queue: str, defini
             "jobQueue": queue,
             "jobDefinition": definition,
             "containerOverrides": {"command": [*base, "--step", step, *(extra or [])]},
-            "retryStrategy": {"attempts": 3},  # every step resumes, so a retry is cheap and safe
+            # No retryStrategy: one given here replaces the job definition's whole strategy, its
+            # evaluateOnExit rules included, and a job failing on bad input would be retried like a
+            # lost instance. The definition's (terraform/batch.tf) retries only a host that went away.
         }
         if depends:
             spec["dependsOn"] = [{"jobId": depends}]

@@ -68,18 +68,24 @@ class PlanLike(Protocol):
 
 @dataclass(frozen=True)
 class RenderManifest:
-    """The frames of one run and its identity (see the module docstring)."""
+    """The frames of one run and its identity (see the module docstring). ``plan``: the name, under
+    the output, of the plan this digest was made with ("" for the plan step's own
+    ``face-blur-plan.json``; an edited plan is recorded under its own name, ``postprocess.edited``);
+    ``plan_source``: where that plan was read from."""
 
     frames_uri: str
     frames: tuple[FrameRef, ...]
     digest: str
     render_id: str
+    plan: str = ""
+    plan_source: str = ""
 
     def to_json(self) -> bytes:
-        return json.dumps({
-            "schema": MANIFEST_SCHEMA, "frames_uri": self.frames_uri, "digest": self.digest,
-            "render_id": self.render_id, "frames": [[f.number, f.key] for f in self.frames],
-        }, separators=(",", ":")).encode()
+        data = {"schema": MANIFEST_SCHEMA, "frames_uri": self.frames_uri, "digest": self.digest,
+                "render_id": self.render_id, "frames": [[f.number, f.key] for f in self.frames]}
+        if self.plan:
+            data.update(plan=self.plan, plan_source=self.plan_source)
+        return json.dumps(data, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, body: bytes, where: str = MANIFEST_NAME) -> RenderManifest:
@@ -88,7 +94,10 @@ class RenderManifest:
             if data.get("schema") != MANIFEST_SCHEMA:
                 raise ValueError(f"schema is {data.get('schema')!r}, expected {MANIFEST_SCHEMA!r}")
             frames = tuple(FrameRef(int(n), str(k)) for n, k in data["frames"])
-            return cls(str(data["frames_uri"]), frames, str(data["digest"]), str(data["render_id"]))
+            plan, source = str(data.get("plan", "")), str(data.get("plan_source", ""))
+            if "/" in plan:
+                raise ValueError(f"plan must be a file name under the output, got {plan!r}")
+            return cls(str(data["frames_uri"]), frames, str(data["digest"]), str(data["render_id"]), plan, source)
         except (ValueError, KeyError, TypeError) as exc:
             raise RenderError(f"{where} is not a valid frames manifest: {exc}") from None
 

@@ -264,11 +264,13 @@ def plan_step(store: Store, frames_uri: str, results_uri: str, output_uri: str, 
 def load_plan(store: Store, output_uri: str, config: RunConfig) -> tuple[Plan, RenderManifest]:
     """The plan and manifest the plan step wrote, checked against ``config`` (same digest)."""
     out = folder(output_uri)
-    plan_json = store.read(join(out, PLAN_NAME))
     manifest = RenderManifest.from_json(store.read(join(out, MANIFEST_NAME)), join(out, MANIFEST_NAME))
+    plan_uri = join(out, manifest.plan or PLAN_NAME)  # an edited plan is recorded under its own name
+    plan_json = store.read(plan_uri)
     if run_digest(plan_json, config.render, manifest) != manifest.digest:
-        raise ValueError(f"{join(out, PLAN_NAME)} and the render options do not give the digest in "
-                         f"{MANIFEST_NAME}: the plan or the options changed since the plan step; run it again")
+        raise ValueError(f"{plan_uri} and the render options do not give the digest in {MANIFEST_NAME}: the "
+                         "plan or the options changed since the plan step; run it again (an edited plan: "
+                         "record it with postprocess.edited.record_plan)")
     return Plan.loads(plan_json), manifest
 
 
@@ -302,7 +304,8 @@ def finalize_step(store: Store, output_uri: str, config: RunConfig, *, plan: Pla
         "frames_blurred": summary.get("frames_with_boxes", 0),
         "frames_blurred_whole": summary.get("full_frames", 0),
         "boxes_blurred": summary.get("boxes", 0),
-        "plan": PLAN_NAME,
+        "plan": manifest.plan or PLAN_NAME,  # which plan was rendered (README: "Reliability")
+        **({"plan_source": manifest.plan_source} if manifest.plan else {}),
         "summary": summary,
         "options": config.to_dict(),
         "completed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

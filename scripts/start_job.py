@@ -12,8 +12,11 @@
 4. creates the transform job ``<prefix><job>-<yymmddHHMMSS>`` over ``input/<job>/`` (frames and
    reference photos together): one object per request (SplitType None, BatchStrategy SingleRecord,
    ContentType application/x-image), results ``<key>.out`` under ``results/<job>/``, encrypted with
-   the deployment's key. Its name starts with the deployment's prefix, so the EventBridge rule starts
-   post-processing when it completes.
+   the deployment's key, and so is the instances' storage volume, which holds frames and embeddings
+   while the job runs (``VolumeKmsKeyId``; instance types with local NVMe storage such as ml.g4dn
+   refuse a volume key: their local storage is encrypted by the instance's hardware, see
+   :func:`volume_encryption`). Its name starts with the deployment's prefix, so the EventBridge rule
+   starts post-processing when it completes.
 
 Prints the transform job name. Exit 0 on success, 1 on an error (one line), 2 for usage.
 """
@@ -175,6 +178,27 @@ def ensure_model(sm, dep: Deployment, image_uri: str | None = None) -> tuple[str
     return name, True
 
 
+# SageMaker ML instance families with local NVMe instance storage: CreateTransformJob refuses a
+# VolumeKmsKeyId for them (TransformResources: "You can't request a VolumeKmsKeyId when using an
+# instance type with local storage"; that storage is encrypted by a hardware module on the instance).
+# Besides these, every family with a "d" after its generation (ml.m5d, ml.c5d, ml.r5d, ml.m6id, ...).
+LOCAL_STORAGE_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1",
+                                    "trn1n", "gr6"})
+_D_FAMILY = re.compile(r"^[a-z]+\d+[a-z]*d[a-z]*$")
+
+
+def has_local_storage(instance_type: str) -> bool:
+    """Whether ``ml.<family>.<size>`` runs on local NVMe storage (see LOCAL_STORAGE_FAMILIES)."""
+    family = instance_type.split(".")[1] if instance_type.count(".") == 2 else instance_type
+    return family in LOCAL_STORAGE_FAMILIES or bool(_D_FAMILY.match(family))
+
+
+def volume_encryption(dep: Deployment, instance_type: str) -> dict[str, str]:
+    """``{"VolumeKmsKeyId": <the deployment's key>}`` for instance types whose storage is an EBS
+    volume; nothing for those with local NVMe storage, which SageMaker does not let us key."""
+    return {} if has_local_storage(instance_type) else {"VolumeKmsKeyId": dep.kms_key_arn}
+
+
 def transform_request(dep: Deployment, job: str, name: str, model: str, settings: TransformSettings) -> dict[str, Any]:
     """The CreateTransformJob request for ``job``."""
     return {
@@ -194,7 +218,8 @@ def transform_request(dep: Deployment, job: str, name: str, model: str, settings
         },
         "TransformOutput": {"S3OutputPath": dep.uri("results", job), "Accept": ACCEPT, "AssembleWith": "None",
                             "KmsKeyId": dep.kms_key_arn},
-        "TransformResources": {"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count},
+        "TransformResources": {"InstanceType": settings.instance_type, "InstanceCount": settings.instance_count,
+                               **volume_encryption(dep, settings.instance_type)},
         "Tags": [{"Key": "face-blur:job", "Value": job}],
     }
 

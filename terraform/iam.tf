@@ -78,6 +78,25 @@ data "aws_iam_policy_document" "sagemaker" {
     }
   }
 
+  # The instances' storage volume (frames and embeddings while the job runs) is encrypted with the
+  # deployment's key (scripts/start_job.py passes VolumeKmsKeyId): SageMaker creates a grant on the
+  # key for the volume, on this role's behalf.
+  statement {
+    sid       = "EncryptTheTransformVolume"
+    actions   = ["kms:CreateGrant"]
+    resources = [aws_kms_key.main.arn]
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values   = ["sagemaker.${var.region}.amazonaws.com", "ec2.${var.region}.amazonaws.com"]
+    }
+    condition {
+      test     = "Bool"
+      variable = "kms:GrantIsForAWSResource"
+      values   = ["true"]
+    }
+  }
+
   statement {
     sid       = "PullTheInferenceImage"
     actions   = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]

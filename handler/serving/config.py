@@ -26,6 +26,13 @@ Variable (default): meaning.
   toolkit's default of 60 is therefore an hour. The seconds variable wins when both are set.
 - ``SAGEMAKER_STARTUP_TIMEOUT`` (``600``): seconds the workers get to load their models.
 - ``SAGEMAKER_MODEL_SERVER_VMARGS`` (``-XX:+UseContainerSupport -XX:MaxRAMPercentage=25``): JVM options.
+- ``FACE_BLUR_GATE_THREADS`` (``64``): client connections served at once. Set it to at least the
+  most requests clients send to this server at once: a transform job sends ``MaxConcurrentTransforms``
+  to each of its instances (at most 64 in terraform/ and scripts/), several local clients
+  (``face-blur transform --concurrency``) add up. Connections beyond it wait in the listen backlog.
+- ``FACE_BLUR_LISTEN_BACKLOG`` (``256``): connections the kernel holds until a thread takes them
+  (Python's default of 5 reset connections under 32 concurrent frames); Linux caps it at
+  ``net.core.somaxconn`` (4096 since 5.4, 128 before).
 """
 
 from __future__ import annotations
@@ -102,6 +109,8 @@ class ServingConfig:
     response_timeout_s: int = 60
     startup_timeout_s: int = 600
     vmargs: str = DEFAULT_VMARGS
+    gate_threads: int = 64
+    listen_backlog: int = 256
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -111,7 +120,7 @@ class ServingConfig:
                               f"got {self.pipeline.embedder!r}")
         if self.pipeline.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.pipeline.device!r}")
-        for name in ("max_pixels", "max_payload_mb"):
+        for name in ("max_pixels", "max_payload_mb", "gate_threads", "listen_backlog"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.workers is not None and self.workers < 1:
@@ -162,6 +171,8 @@ class ServingConfig:
             response_timeout_s=_timeout_seconds(env),
             startup_timeout_s=_int(env, "SAGEMAKER_STARTUP_TIMEOUT", cls.startup_timeout_s, 1),
             vmargs=env.get("SAGEMAKER_MODEL_SERVER_VMARGS", "").strip() or cls.vmargs,
+            gate_threads=_int(env, "FACE_BLUR_GATE_THREADS", cls.gate_threads, 1, 4096),
+            listen_backlog=_int(env, "FACE_BLUR_LISTEN_BACKLOG", cls.listen_backlog, 1, 65535),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -182,6 +193,8 @@ class ServingConfig:
             "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": str(self.response_timeout_s),
             "SAGEMAKER_STARTUP_TIMEOUT": str(self.startup_timeout_s),
             "SAGEMAKER_MODEL_SERVER_VMARGS": self.vmargs,
+            "FACE_BLUR_GATE_THREADS": str(self.gate_threads),
+            "FACE_BLUR_LISTEN_BACKLOG": str(self.listen_backlog),
         }
         if self.workers is not None:
             env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(self.workers)

@@ -12,6 +12,14 @@ that cannot serve them. This gate owns the public port instead and:
 - forwards /invocations unchanged (body, Content-Type, Accept) to MMS on loopback and relays the
   answer (status, Content-Type, body);
 - answers anything else with a JSON 404/405.
+
+Under load (README: "Reliability"): the listen backlog (``backlog``; Python's default of 5 reset 19
+of 32 concurrent 4K requests) holds connections the kernel has accepted until one of ``threads``
+connection threads is free; past ``threads`` connections the gate stops accepting and lets the kernel
+queue them, rather than starting a thread per connection. At most ``upstream_slots`` frames are in
+multi-model-server at once (its workers plus one waiting each); the rest wait here (woken oldest
+first), each holding only its body, so MMS's own queue (which answers 503 once full) and its JVM stay small,
+and the upstream timeout counts from when a frame is handed over, not from when it arrived.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from handler.serving.errors import error_body
 
@@ -31,26 +39,66 @@ log = logging.getLogger(__name__)
 
 Readiness = Callable[[], tuple[bool, str]]
 DRAIN_LIMIT = 1 << 30  # refused bodies up to 1 GiB are read and dropped before the 413
+IDLE_S = 75  # a keep-alive connection silent this long is closed, freeing its thread (nginx's default)
+POLL_S = 0.2
 
 
-class Gate(ThreadingHTTPServer):
-    """``Gate((host, port), upstream_port, ready, max_body, timeout_s)``; ``ready()`` returns
-    (ready, detail). Bind happens in the constructor, so a taken port fails at once."""
+class Gate(HTTPServer):
+    """``Gate((host, port), upstream_port, ready, max_body, timeout_s, threads=64, backlog=256,
+    upstream_slots=2)``; ``ready()`` returns (ready, detail). Bind happens in the constructor, so a
+    taken port fails at once. See the module docstring for ``threads``, ``backlog``, ``upstream_slots``."""
 
-    daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], upstream_port: int, ready: Readiness, max_body: int,
-                 timeout_s: float, execution_parameters: dict | None = None) -> None:
+                 timeout_s: float, execution_parameters: dict | None = None, *, threads: int = 64,
+                 backlog: int = 256, upstream_slots: int = 2) -> None:
+        if min(threads, backlog, upstream_slots) < 1:
+            raise ValueError(f"threads, backlog and upstream_slots must be at least 1, got "
+                             f"{threads}, {backlog}, {upstream_slots}")
         self.upstream_port = upstream_port
         self.ready = ready
         self.max_body = max_body
         self.timeout_s = timeout_s
         self.execution_parameters = execution_parameters or {}
+        self.request_queue_size = backlog  # socketserver's listen() backlog (its default is 5)
+        self._connections = threading.BoundedSemaphore(threads)
+        self._upstream = threading.Semaphore(upstream_slots)
+        self._closing = threading.Event()
         self._busy = 0
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
         super().__init__(address, _GateHandler)
+
+    def process_request(self, request, client_address) -> None:
+        """One daemon thread per connection, at most ``threads`` at once: while all are taken the
+        accept loop waits here and new connections stay in the kernel's backlog."""
+        while not self._connections.acquire(timeout=POLL_S):
+            if self._closing.is_set():
+                self.shutdown_request(request)
+                return
+        thread = threading.Thread(target=self._serve_connection, args=(request, client_address), daemon=True,
+                                  name="face-blur-gate-connection")
+        try:
+            thread.start()
+        except RuntimeError:
+            self._connections.release()
+            raise
+
+    def _serve_connection(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._connections.release()
+
+    @contextlib.contextmanager
+    def upstream_slot(self):
+        """Wait for a place in multi-model-server (waiting frames are woken oldest first)."""
+        with self._upstream:
+            yield
 
     @contextlib.contextmanager
     def busy(self):
@@ -77,6 +125,7 @@ class Gate(ThreadingHTTPServer):
     def stop(self, drain_s: float) -> bool:
         """Stop accepting, close the socket, and wait up to ``drain_s`` for the frames in flight
         (True when none is left)."""
+        self._closing.set()
         if self._thread is not None:
             self.shutdown()  # only returns once serve_forever has run and stopped
         self.server_close()
@@ -88,6 +137,7 @@ class _GateHandler(BaseHTTPRequestHandler):
     # for the client's delayed ACK: 44 ms added to every keep-alive request (measured in bench/).
     disable_nagle_algorithm = True
     server: Gate
+    timeout = IDLE_S
     protocol_version = "HTTP/1.1"
     server_version = "face-blur"
 
@@ -202,10 +252,27 @@ class _GateHandler(BaseHTTPRequestHandler):
                 return b"".join(parts)
             total += size
             if total > limit:
+                self._discard_chunks(size, total)
                 self._too_large(total, exact=False)
                 return None
             parts.append(self.rfile.read(size))
             self.rfile.readline(1024)
+
+    def _discard_chunks(self, size: int, total: int) -> None:
+        """Read and drop the rest of a refused chunked body (up to DRAIN_LIMIT), as :meth:`_discard`
+        does for a Content-Length body: a socket closed on unread data sends a reset, not our 413."""
+        while size > 0:
+            if total > DRAIN_LIMIT:
+                return
+            self._discard(size)
+            self.rfile.readline(1024)
+            try:
+                size = int(self.rfile.readline(1024).split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                return
+            total += size
+        while self.rfile.readline(1024).strip():  # trailers
+            pass
 
     def _too_large(self, length: int, exact: bool = True) -> None:
         size = f"{length:,} bytes" if exact else f"over {length:,} bytes"
@@ -220,9 +287,10 @@ class _GateHandler(BaseHTTPRequestHandler):
                 headers[name] = self.headers[name]
         conn = http.client.HTTPConnection("127.0.0.1", self.server.upstream_port, timeout=self.server.timeout_s)
         try:
-            conn.request("POST", "/invocations", body=body, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
+            with self.server.upstream_slot():
+                conn.request("POST", "/invocations", body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
             content_type = response.getheader("Content-Type", "application/json")
             status = response.status
         except (OSError, http.client.HTTPException) as exc:

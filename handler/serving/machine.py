@@ -10,12 +10,12 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-# Memory per worker process (README: "Serving limits"). Measured through the real server with the
-# ensemble detector and MobileFaceNet: 223 MiB RSS after load and warm-up, 750-820 MiB after 18 1080p
-# and 9 4K frames. In one process (CenterFace, the default, + MobileFaceNet) 9 1080p, 9 4K and 5 720p
-# frames peaked at 0.9 GiB; the ensemble at 1.3 GiB (MTCNN runs without onnxruntime's memory arena,
-# which grew with every pyramid shape to 2.8 GiB before). 2 GiB per worker covers both.
-WORKER_BASE_BYTES = 2048 * 2**20
+# Memory per worker process (README: "Serving limits", "Reliability"), measured through the real
+# server by ``python -m bench.serving_memory`` (2 workers, 8 frames of each size at once, CenterFace
+# + MobileFaceNet): peak 605 MiB with 4K frames, 326 MiB once they are answered (before CenterFace ran
+# without onnxruntime's CPU arena: 937 and 842 MiB, and the estimate here was 2 GiB); the ensemble
+# peaked at 830 MiB (559 once answered). 1 GiB covers both; embedder files add below.
+WORKER_BASE_BYTES = 1024 * 2**20
 # onnxruntime holds about this multiple of an embedder's file size once it has run.
 MODEL_FILE_FACTOR = 1.5
 # Kept free for the JVM front-end (about 130 MiB), the supervisor (about 60 MiB) and the page cache.

@@ -48,6 +48,7 @@ log = logging.getLogger("handler.serving.serve")
 POLL_S = 0.25
 STOP_TIMEOUT_S = 20
 DRAIN_S = 10  # docker stop waits 10 s before SIGKILL
+UPSTREAM_PER_WORKER = 2  # frames handed to MMS per worker: one analysed, one ready for it (handler.serving.gate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +163,9 @@ class Supervisor:
                              max_body=config.max_payload_bytes, timeout_s=config.response_timeout_s + 30,
                              execution_parameters={"MaxConcurrentTransforms": self.workers,
                                                    "BatchStrategy": "SINGLE_RECORD",
-                                                   "MaxPayloadInMB": config.max_payload_mb})
+                                                   "MaxPayloadInMB": config.max_payload_mb},
+                             threads=config.gate_threads, backlog=config.listen_backlog,
+                             upstream_slots=UPSTREAM_PER_WORKER * self.workers)
         except OSError as exc:
             self.failure = f"cannot listen on {config.host}:{config.port}: {exc}"
             return 1
