@@ -18,14 +18,10 @@ queues, so the slowest stage sets the pace. Frame numbers start at 1 (the number
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +29,15 @@ from typing import Any
 import numpy as np
 
 from contract import FrameResult
+from faceblur.preflight import REFERENCE_SUFFIXES
+from faceblur.truncation import FrameTally, check_count
 from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
 from postprocess.results import ResultStore
+from postprocess.tempfiles import atomic_output
 
 log = logging.getLogger(__name__)
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-REFERENCE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MAX_IMAGE_BYTES = 1 << 30  # a local photo may be far over SageMaker's 6 MB request limit
 
 
@@ -108,6 +106,8 @@ class LocalConfig:
     progress: bool = True
     overwrite: bool = False
     plan_path: Path | None = None
+    allow_truncated: bool = False  # a cut-short video: go on with the frames there (faceblur/truncation.py)
+    resume: bool = False  # continue from an interrupted run's analysed frames (faceblur/resume.py)
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
@@ -127,6 +127,7 @@ class RunSummary:
     detector: str = ""
     embedder: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # e.g. a truncated input, frames resumed
 
     def lines(self) -> list[str]:
         total = sum(self.seconds.values())
@@ -141,6 +142,7 @@ class RunSummary:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
         rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
         out.append(f"time {total:.1f}s{rate}: {stages}")
+        out.extend(f"note: {note}" for note in self.notes)
         return out
 
 
@@ -182,19 +184,30 @@ def load_references(pipeline, paths: tuple[Path, ...]) -> dict[str, dict[str, Fr
     return people
 
 
-def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar) -> int:
-    """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame."""
+def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar,
+                  skip: Container[int] = (), tally: FrameTally | None = None) -> int:
+    """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame (those in
+    ``skip``, analysed by an interrupted run, are decoded only); returns the frames decoded, and
+    counts them in ``tally`` (for the truncation check)."""
     from postprocess.storage import bounded_map
 
-    count = 0
-    for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), iter_frames(path),
+    tally = tally if tally is not None else FrameTally()
+
+    def frames() -> Iterator:
+        for frame in iter_frames(path):
+            tally.see(frame)
+            if frame.index in skip:
+                bar.update(1)
+                continue
+            yield frame
+
+    for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), frames(),
                                      workers, window=workers * 2):
         store.add(frame.index, result)
-        count += 1
         bar.update(1)
-    if count == 0:
+    if tally.decoded == 0:
         raise VideoError(f"{path}: no frames decoded")
-    return count
+    return tally.decoded
 
 
 def _frame_refs(folder: Path):
@@ -207,8 +220,12 @@ def _frame_refs(folder: Path):
         raise InputError(f"{folder}: {exc}") from None
 
 
-def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar) -> None:
+def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar,
+                   skip: Container[int] = ()) -> None:
     from postprocess.storage import bounded_map
+
+    bar.update(sum(ref.number in skip for ref in refs))
+    refs = [ref for ref in refs if ref.number not in skip]
 
     def one(ref) -> FrameResult:
         _, image = read_image(folder / ref.key)
@@ -233,30 +250,7 @@ def _blur_function(plan, blurrer) -> Callable[[int, np.ndarray], bool]:
     return process
 
 
-@contextlib.contextmanager
-def _output_folder(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary folder beside ``path``, renamed to it on success (an old one replaced)."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _atomic_file(path: Path, data: bytes, overwrite: bool) -> None:
-    from faceblur.video import atomic_output
-
     with atomic_output(path, overwrite) as tmp:
         tmp.write_bytes(data)
 
@@ -297,7 +291,7 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
         except RenderError as exc:
             raise InputError(str(exc)) from None
 
-    with _output_folder(output, overwrite) as tmp, _bar(len(refs), "blur", progress) as bar:
+    with atomic_output(output, overwrite, folder=True) as tmp, _bar(len(refs), "blur", progress) as bar:
         for ref, body in bounded_map(one, refs, workers, window=workers * 2):
             target = tmp / ref.key
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -314,6 +308,56 @@ def _check_size(plan, width: int, height: int, source: Path) -> None:
 # ---------------------------------------------------------------------------------------------- commands
 
 
+def _preflight(kind: str, source: Path, output: Path, references: tuple[Path, ...], plan_path: Path | None,
+               overwrite: bool) -> None:
+    """What can fail later, checked before models load or a frame is decoded (faceblur/preflight.py)."""
+    from faceblur import preflight
+
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
+    preflight.check_locations(source, output, references, plan_path)
+    if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{output}: the output of a video must be {', '.join(VIDEO_SUFFIXES)}")
+    preflight.check_references(references)
+    preflight.check_writable(output)
+    if plan_path is not None:
+        preflight.check_writable(plan_path, "plan file")
+    preflight.check_space(output, preflight.input_bytes(source))
+
+
+def _check_video(source: Path, info, picks, allow_truncated: bool) -> None:
+    from faceblur.preflight import check_picks
+    from faceblur.truncation import check_end, declared_frames
+
+    if not allow_truncated:
+        check_end(source, info)
+    declared, slack = declared_frames(info)
+    if declared:
+        check_picks(picks, declared, (info.width, info.height), str(source), slack=0 if info.frame_count else slack)
+
+
+def _journal(kind: str, source: Path, refs, pipeline_config, summary: RunSummary, resume: bool):
+    """The resume journal of this run (faceblur/resume.py), None for a photo."""
+    from faceblur.resume import Journal, analysis_options, input_identity
+
+    if kind == "photo":
+        return None
+    identity = input_identity(source, [ref.key for ref in refs] if refs is not None else ())
+    return Journal.open(identity, analysis_options(pipeline_config, summary.detector, summary.embedder), resume)
+
+
+class _Recorded:
+    """``add`` to the results store and to the resume journal alike."""
+
+    def __init__(self, store: ResultStore, journal) -> None:
+        self.store, self.journal = store, journal
+
+    def add(self, frame: int, result: FrameResult) -> None:
+        self.store.add(frame, result)
+        if self.journal is not None:
+            self.journal.add(frame, result)
+
+
 def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     """``face-blur run``: detect, decide, blur, write (see the module docstring)."""
     from handler.pipeline import PipelineConfig, load_pipeline
@@ -326,15 +370,21 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     render_config = config.render or RenderConfig()
     if plan_config.mode in ("unknown", "known") and not config.references:
         raise InputError(f"mode {plan_config.mode!r} needs at least one --ref photo or folder")
-    if output.exists() and not config.overwrite:
-        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
-    if output.resolve() == source.resolve():
-        raise InputError(f"{output}: the output would replace the input")
-    if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
-        raise InputError(f"{output}: the output of a video must be {', '.join(VIDEO_SUFFIXES)}")
+    _preflight(kind, source, output, config.references, config.plan_path, config.overwrite)
     summary = RunSummary(kind, source, output)
     clock = time.perf_counter()
     info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
+    refs = _frame_refs(source) if kind == "frames" else None
+    if info is not None:
+        _check_video(source, info, plan_config.picks, config.allow_truncated)
+    elif refs is not None:
+        from faceblur.preflight import check_picks
+
+        check_picks(plan_config.picks, {ref.number for ref in refs}, None, str(source))
+    else:
+        from faceblur.preflight import check_picks
+
+        check_picks(plan_config.picks, 1, None, f"the photo {source}")
 
     pipeline_config = config.pipeline or PipelineConfig()
     pipeline = load_pipeline(pipeline_config)
@@ -350,52 +400,74 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
 
     clock = time.perf_counter()
     store = ResultStore()
+    journal = _journal(kind, source, refs, pipeline_config, summary, config.resume)
+    done = False
     try:
+        resumed = journal.resumed if journal is not None else {}
+        for number, result in resumed.items():
+            store.add(number, result)
+        if resumed:
+            summary.notes.append(f"resumed: {len(resumed)} frames analysed by an interrupted run were reused")
+        recorded = _Recorded(store, journal)
         if kind == "video":
             assert info is not None
+            tally = FrameTally()
             with _bar(info.estimated_frames, "decode+detect", config.progress) as bar:
-                summary.frames = analyse_video(pipeline, source, store, config.workers, bar)
+                summary.frames = analyse_video(pipeline, source, recorded, config.workers, bar, resumed, tally)
+            truncated = check_count(source, info, summary.frames, tally.end, config.allow_truncated)
+            if truncated:
+                summary.notes.append(truncated)
         elif kind == "photo":
             _, image = read_image(source)
             store.add(1, pipeline.analyse(image, 1))
             summary.frames = 1
         else:
-            refs = _frame_refs(source)
+            assert refs is not None
             with _bar(len(refs), "detect", config.progress) as bar:
-                analyse_frames(pipeline, source, refs, store, config.workers, bar)
+                analyse_frames(pipeline, source, refs, recorded, config.workers, bar, skip=resumed)
             summary.frames = len(refs)
         summary.faces = store.faces
         summary.seconds["detect"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         plan = make_plan(store, plan_config, references)
+        summary.plan = plan.summary
+        if config.plan_path is not None:
+            _atomic_file(config.plan_path, plan.dumps(indent=1), overwrite=True)
+            log.info("plan written to %s", config.plan_path)
+        summary.seconds["plan"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
+                     config.overwrite, total=summary.frames)
+        summary.seconds["blur+write"] = time.perf_counter() - clock
+        done = True
     finally:
         store.close()
-    summary.plan = plan.summary
-    if config.plan_path is not None:
-        _atomic_file(config.plan_path, plan.dumps(indent=1), overwrite=True)
-        log.info("plan written to %s", config.plan_path)
-    summary.seconds["plan"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
-                 config.overwrite, total=summary.frames)
-    summary.seconds["blur+write"] = time.perf_counter() - clock
+        if journal is not None:  # kept after a failure or an interrupt: --resume continues from it
+            journal.close(keep=not done)
     return summary
 
 
 def render(source: Path, plan_path: Path, output: Path, render_config, encode: EncodeConfig | None = None,
-           workers: int = 2, progress: bool = True, overwrite: bool = False) -> RunSummary:
+           workers: int = 2, progress: bool = True, overwrite: bool = False,
+           allow_truncated: bool = False) -> RunSummary:
     """``face-blur render``: re-render from a saved plan, without detecting again."""
     from postprocess.plan import Plan
 
     kind = input_kind(source)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
+    _preflight(kind, source, output, (), None, overwrite)
+    from postprocess.locations import check_output
+
+    check_output(output, {"plan": plan_path})
     try:
         plan = Plan.loads(plan_path.read_bytes())
     except FileNotFoundError:
         raise InputError(f"{plan_path}: no such plan file") from None
+    if kind == "video" and not allow_truncated:
+        from faceblur.truncation import check_end
+
+        check_end(source, probe(source))
     summary = RunSummary(kind, source, output, plan=plan.summary, detector=plan.detector, embedder=plan.embedder)
     clock = time.perf_counter()
     summary.frames = render_input(kind, source, output, plan, render_config, encode or EncodeConfig(), workers,

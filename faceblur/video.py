@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import queue
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -45,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from postprocess.tempfiles import atomic_output  # one home (issue 18): temporaries found again after a kill
 
 log = logging.getLogger(__name__)
 
@@ -436,23 +437,6 @@ def iter_frames(path: str | Path, prefetch: int = 8) -> Iterator[Frame]:
 
 
 # ---------------------------------------------------------------------------------------------- writing
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same suffix) that is renamed to ``path`` on success."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _choose_codec(fmt_name: str, bit_depth: int, requested: str) -> tuple[str, str]:
