@@ -31,8 +31,9 @@ def check_output(output: str | Path, inputs: Mapping[str, str | Path | None], wh
             continue
         uri = str(value)
         if overlaps(out, uri):
-            raise LocationError(f"{what} {_shown(out)} overlaps the {name} {_shown(uri)} (it {_relation(out, uri)} "
-                                f"it): choose an {what} outside every input; nothing is ever written under an input")
+            raise LocationError(f"{what} {_shown(out)} overlaps the {name} location {_shown(uri)} (it "
+                                f"{_relation(out, uri)} it): choose an {what} outside every input; nothing is ever "
+                                "written under an input")
 
 
 def _shown(uri: str) -> str:
