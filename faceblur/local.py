@@ -399,8 +399,8 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     summary.seconds["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    store = ResultStore()
     journal = _journal(kind, source, refs, pipeline_config, summary, config.resume)
+    store = ResultStore()
     done = False
     try:
         resumed = journal.resumed if journal is not None else {}

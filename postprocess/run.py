@@ -49,7 +49,8 @@ from postprocess.reading import (
     read_results,
 )
 from postprocess.render import MANIFEST_NAME, RenderManifest, RenderStats, read_progress, render_frames
-from postprocess.storage import StorageError, Store, folder, join
+from postprocess.storage import StorageError, Store, folder, is_s3, join, local_path
+from postprocess.tempfiles import remove_stale_under
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +264,8 @@ def plan_step(store: Store, frames_uri: str, results_uri: str, output_uri: str, 
     digest = run_digest(plan_json, config.render, frames)
 
     out = folder(output_uri)
+    if not is_s3(out):  # what a killed run left (postprocess/tempfiles.py); S3 PUTs leave nothing
+        remove_stale_under(local_path(out))
     previous = _read_json(store, join(out, MANIFEST_NAME))
     marker = _read_json(store, join(out, MARKER_NAME))
     same = previous is not None and previous.get("digest") == digest

@@ -104,6 +104,18 @@ def remove_stale(path: str | Path) -> list[Path]:
     return removed
 
 
+def remove_stale_under(root: str | Path) -> int:
+    """:func:`remove_stale` for every temporary anywhere under the folder ``root`` (the
+    post-processing output, whose frames are many objects): one walk; returns how many went."""
+    root = Path(root)
+    names: set[Path] = set()
+    for dirpath, dirs, files in os.walk(root):
+        for name in (*dirs, *files):
+            if name.startswith(".") and TMP_MARK in name and _NEW_MARK not in name:
+                names.add(Path(dirpath, name[1:name.index(TMP_MARK)]))
+    return sum(len(remove_stale(path)) for path in names)
+
+
 @contextlib.contextmanager
 def temporary_beside(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
     """A locked temporary file (or folder) beside ``path``; removed on exit unless the caller

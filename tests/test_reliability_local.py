@@ -306,14 +306,18 @@ def test_outputs_follow_the_umask(tmp_path, clips, faces_dir, test_model_dir, um
     assert leftovers(tmp_path) == []
 
 
+FRAMES = 60
+QUICK = ["--workers", "1", "--min-face", "32"]  # (a kill needs a run that lasts; faces here are 60 px)
+
+
 def _clip_for_kills(tmp_path: Path, faces_dir: Path) -> Path:
-    return face_clip(tmp_path / "long.mp4", faces_dir, frames=150, size=(640, 360))
+    return face_clip(tmp_path / "long.mp4", faces_dir, frames=FRAMES)
 
 
 def test_a_kill_while_encoding_leaves_a_temporary_the_next_run_removes(tmp_path, faces_dir, test_model_dir):
     src = _clip_for_kills(tmp_path, faces_dir)
     out = tmp_path / "long_anonymized.mp4"
-    args = ["run", str(src), "--workers", "1", "--preset", "slow", *_fast(test_model_dir)]
+    args = ["run", str(src), *QUICK, "--preset", "ultrafast", *_fast(test_model_dir)]
     proc = face_blur(args)
 
     def encoding() -> bool:
@@ -326,7 +330,7 @@ def test_a_kill_while_encoding_leaves_a_temporary_the_next_run_removes(tmp_path,
     _, err = done.communicate(timeout=600)
     assert done.returncode == 0, err[-2000:]
     assert leftovers(tmp_path) == []  # found and removed by the next run
-    assert probe_clip(out).frames == 150
+    assert probe_clip(out).frames == FRAMES
 
 
 # ---------------------------------------------------------------------------------------------- resume
@@ -341,7 +345,7 @@ def _journal_frames(folder: Path) -> int:
 def test_resume_after_a_kill_continues_and_gives_the_uninterrupted_output(tmp_path, faces_dir, test_model_dir,
                                                                            resume_dir):
     src = _clip_for_kills(tmp_path, faces_dir)
-    base = ["--workers", "1", *_fast(test_model_dir), "-v"]
+    base = [*QUICK, *_fast(test_model_dir), "-v"]
     whole = face_blur(["run", str(src), "-o", str(tmp_path / "whole.mp4"), "--plan", str(tmp_path / "whole.json"),
                        *base], env={"FACE_BLUR_RESUME_DIR": str(tmp_path / "other")})
     _, err = whole.communicate(timeout=600)
@@ -349,9 +353,9 @@ def test_resume_after_a_kill_continues_and_gives_the_uninterrupted_output(tmp_pa
 
     args = ["run", str(src), "-o", str(tmp_path / "out.mp4"), "--plan", str(tmp_path / "out.json"), *base]
     proc = face_blur(args)
-    assert kill_when(proc, lambda: _journal_frames(resume_dir) >= 40), "the run ended before the kill"
+    assert kill_when(proc, lambda: _journal_frames(resume_dir) >= 20), "the run ended before the kill"
     analysed = _journal_frames(resume_dir)
-    assert 40 <= analysed < 150 and not (tmp_path / "out.mp4").exists()
+    assert 20 <= analysed < FRAMES and not (tmp_path / "out.mp4").exists()
 
     again = face_blur([*args, "--resume"])
     _, err = again.communicate(timeout=600)
@@ -363,22 +367,50 @@ def test_resume_after_a_kill_continues_and_gives_the_uninterrupted_output(tmp_pa
     plan, expected = (json.loads((tmp_path / n).read_text()) for n in ("out.json", "whole.json"))
     assert plan["sequences"] == expected["sequences"] and plan["summary"] == expected["summary"]
     ours, theirs = read_frames(tmp_path / "out.mp4"), read_frames(tmp_path / "whole.mp4")
-    assert len(ours) == len(theirs) == 150
+    assert len(ours) == len(theirs) == FRAMES
     assert all((a == b).all() for a, b in zip(ours, theirs, strict=True))
 
 
 def test_resume_with_other_analysis_options_is_refused_naming_them(tmp_path, faces_dir, test_model_dir, resume_dir):
     src = _clip_for_kills(tmp_path, faces_dir)
-    args = ["run", str(src), "-o", str(tmp_path / "out.mp4"), "--workers", "1", *_fast(test_model_dir)]
+    args = ["run", str(src), "-o", str(tmp_path / "out.mp4"), *QUICK, *_fast(test_model_dir)]
     proc = face_blur(args)
     assert kill_when(proc, lambda: _journal_frames(resume_dir) >= 5), "the run ended before the kill"
     changed = face_blur([*args, "--resume", "--min-face", "24", "--style", "pixelate"])
     _, err = changed.communicate(timeout=600)
     assert changed.returncode == 1
     line = _error_line(err)
-    assert "--resume" in line and "detector.min_face was 16, now 24" in line and "style" not in line
+    assert "--resume" in line and "detector.min_face was 32, now 24" in line and "style" not in line
     assert _journal_frames(resume_dir) >= 5  # still there for a resume with the right options
     fresh = face_blur([*args, "-v"])  # without --resume: starts again, says so, and cleans up
     _, err = fresh.communicate(timeout=600)
     assert fresh.returncode == 0 and "starting again (--resume continues from them)" in err
     assert list(resume_dir.glob("*.journal")) == []
+
+
+def test_the_post_processing_stage_removes_what_a_killed_run_left(tmp_path, faces_dir, test_model_dir):
+    """A killed render leaves ``.<frame>.tmp-*`` files (unlocked once their writer is dead); the
+    next run over that output removes them and ends complete, its files following the umask."""
+    from postprocess_helpers import analysed_scene
+
+    from postprocess.__main__ import main as postprocess_main
+    from postprocess.run import MARKER_NAME
+    from postprocess.tempfiles import create_temporary
+
+    analysed = analysed_scene(faces_dir, test_model_dir)
+    for folder, files in (("in", analysed.frames), ("res", analysed.results)):
+        for rel, body in files.items():
+            (tmp_path / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / rel).write_bytes(body)
+    out = tmp_path / "out"
+    first = sorted(analysed.frames)[0]
+    fd, stale = create_temporary(out / first)  # what a writer killed mid-frame leaves behind
+    os.write(fd, b"half a png")
+    os.close(fd)  # (its death releases the lock)
+    old = os.umask(0o022)
+    try:
+        assert postprocess_main([str(tmp_path / "in"), str(tmp_path / "res"), str(out)]) == 0
+    finally:
+        os.umask(old)
+    assert not stale.exists() and leftovers(out) == []
+    assert (out / MARKER_NAME).is_file() and _mode(out / first) == 0o644
