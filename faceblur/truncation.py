@@ -6,8 +6,9 @@ exit status 0. Two checks compare what was decoded with what the container decla
 
 - :func:`check_end`, before any work: seek to the last second the container declares and decode
   to the end. A complete file shows frames up to its end there; a cut one fails to decode, shows
-  nothing, or stops seconds early. Cheap (one group of pictures), so ``face-blur run`` and
-  ``render`` and the AWS split refuse such a file before minutes of analysis.
+  nothing, or stops seconds early. Cheap (one group of pictures, at most :data:`MAX_END_FRAMES`
+  frames; a longer one leaves it to the count), so ``face-blur run`` and ``render`` and the AWS
+  split refuse such a file before minutes of analysis.
 - :func:`check_count`, after decoding: the frames decoded against the declared count (the
   container's frame count, or duration x rate where it gives none, as in Matroska/WebM). A short
   read is :class:`TruncatedVideoError` naming the file and the frame where decoding ended.
@@ -31,6 +32,7 @@ from faceblur.video import VideoError, VideoInfo
 log = logging.getLogger(__name__)
 
 END_TOLERANCE_S = 1.0
+MAX_END_FRAMES = 600  # frames check_end decodes at most (from the key frame before the last second)
 
 
 class TruncatedVideoError(VideoError):
@@ -139,7 +141,11 @@ def check_end(path: str | Path, info: VideoInfo, allow_option: str = "--allow-tr
         origin = (container.start_time or 0) / 1_000_000  # durations count from the first timestamp
         try:  # AV_TIME_BASE units; lands on the key frame at or before
             container.seek(int((origin + max(0.0, seconds - END_TOLERANCE_S)) * 1_000_000), backward=True)
-            for frame in container.decode(stream):
+            stream.thread_type = "AUTO"
+            for n, frame in enumerate(container.decode(stream)):
+                if n >= MAX_END_FRAMES and (last_end is None or last_end < seconds - 2 * END_TOLERANCE_S):
+                    log.info("%s: no key frame near the end; its length is checked after decoding", path)
+                    return  # a very long group of pictures: not worth decoding here
                 if frame.time is not None:
                     step = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 0.0
                     last_end = max(last_end or 0.0, frame.time - origin + step)
