@@ -58,7 +58,7 @@ RUN pip install --no-cache-dir ".[inference]" \
 
 COPY --from=models /opt/ml/model /opt/ml/model
 
-# Settings (handler/config.py lists them all with their defaults).
+# Settings (handler/serving/config.py lists them all with their defaults).
 ENV FACE_BLUR_BIND_HOST=0.0.0.0 \
     SAGEMAKER_BIND_TO_PORT=8080 \
     FACE_BLUR_MODEL_DIR=/opt/ml/model

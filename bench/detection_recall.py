@@ -2,6 +2,7 @@
 
     python -m bench.detection_recall            # tables for the three backends at their defaults
     python -m bench.detection_recall --sweep    # also the threshold sweep the defaults were chosen by
+    python -m bench.detection_recall --video    # on the development VIDEOS instead (bench/video_recall.py)
 
 Run from the repository root (it imports tests/detection_helpers.py).
 
@@ -28,7 +29,8 @@ import numpy as np
 
 from contract import FrameFaces
 from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
-from handler.detector import DetectorConfig, FrameDetector, centerface_path, create_detector, mtcnn_paths
+from handler.detector import DetectorConfig, FrameDetector
+from handler.detector_factory import centerface_path, create_detector, mtcnn_paths
 from handler.enhance import DarkEnhancer, mean_luminance
 from handler.ensemble import fuse_faces
 from handler.mtcnn import MtcnnDetector, MtcnnOptions
@@ -187,12 +189,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="also print the threshold sweep")
     parser.add_argument("--sweep-only", action="store_true", help="print the threshold sweep alone")
     parser.add_argument("--repeats", type=int, default=3, help="timing repeats per frame")
+    video = parser.add_argument_group("video mode (bench/video_recall.py): face-blur and deface on the dev videos")
+    own = "%(default).0s"  # these helps say their default themselves
+    video.add_argument("--video", action="store_true", help="measure on the development videos, not the photos" + own)
+    video.add_argument("--devset", type=Path, default=None, help="development set folder (default: bench.devset's)"
+                       + own)
+    video.add_argument("--clips", nargs="+", metavar="NAME", default=None, help="only these clips (default: all)" + own)
+    video.add_argument("--quick", action="store_true", help="the tiny --quick development set" + own)
+    video.add_argument("--setting", action="append", metavar="LABEL=OPTIONS",
+                       help="a face-blur run setting; repeatable (default: 'default=', today's defaults, "
+                       "unless --deface is given alone)" + own)
+    video.add_argument("--deface", type=float, nargs="*", metavar="T", default=None,
+                       help="deface thresholds to run (default: 0.2; none with an empty list)" + own)
+    video.add_argument("--work", type=Path, default=None, help="keep the outputs here (default: a temporary folder)"
+                       + own)
+    video.add_argument("--out", type=Path, default=None, help="also write the markdown report here" + own)
+    video.add_argument("--json", type=Path, default=None, help="also write every score as JSON here" + own)
     args = parser.parse_args(argv)
+    if args.video:
+        from bench import video_recall
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+        return video_recall.main(args)
     logging.basicConfig(level=logging.WARNING)
 
     clean, groups = build_samples(args.model_dir)
     n_faces = sum(len(s.faces) for s in clean)
-    print(f"Test set: {len(clean)} photos, {n_faces} faces; variants: "
+    print(f"Test set (numbers from still PHOTOS, not video): {len(clean)} photos, {n_faces} faces; variants: "
           + ", ".join(f"{g} ({sum(len(s.faces) for s in v)} faces)" for g, v in groups.items()) + "\n")
     dark_groups = [g for g in groups if "dark" in g or "night" in g]
     dark = [s for g in dark_groups for s in groups[g]]

@@ -462,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
     from bench.sysinfo import one_line
-    from handler.detector import DetectorConfig, create_detector
+    from handler.detector import DetectorConfig
+    from handler.detector_factory import create_detector
     from handler.embedder import create_embedder
 
     providers = ["CPUExecutionProvider"]

@@ -87,7 +87,8 @@ DEFAULT_DETECTOR = DetectorConfig().backend
 
 def load_detectors(model_dir: Path | None, backends: tuple[str, ...] = BACKENDS) -> dict[str, object]:
     """Each backend at its defaults, on the CPU."""
-    from handler.detector import DetectorConfig, create_detector
+    from handler.detector import DetectorConfig
+    from handler.detector_factory import create_detector
 
     return {b: create_detector(DetectorConfig(backend=b), model_dir, _providers()) for b in backends}
 
@@ -105,7 +106,8 @@ class EmbedderTiming:
 def time_embedders(frame: BenchFrame, budget: Budget, models: BenchModels,
                    names: tuple[str, ...] = EMBEDDERS) -> list[EmbedderTiming]:
     """ms per face of each embedder, single and batched, on the faces the default detector finds."""
-    from handler.detector import DetectorConfig, create_detector
+    from handler.detector import DetectorConfig
+    from handler.detector_factory import create_detector
     from handler.embedder import create_embedder
 
     faces = create_detector(DetectorConfig(), None, _providers()).detect(frame.image)
@@ -268,7 +270,7 @@ def time_serving(frames: list[BenchFrame], budget: Budget, models: BenchModels, 
 
     from bench.frames import scene
     from contract import dumps, loads
-    from handler.decode import decode_image
+    from handler.serving.decode import decode_image
 
     pipeline = load_bench_pipeline(models, embedder)
     tiny = BenchFrame("64x64 0 faces", scene(64, 64, seed=3), 0, np.zeros((0, 4), np.float32))

@@ -40,7 +40,7 @@ def _version() -> str:
 
 def _number(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
             name: str = "") -> Callable[[str], Any]:
-    from postprocess.__main__ import number_argument
+    from postprocess.options import number_argument
 
     return number_argument(kind, low, high, name)
 
@@ -63,33 +63,34 @@ def _defaults(cls) -> dict[str, Any]:
 
 
 def _add_plan_options(parser: argparse.ArgumentParser) -> None:
-    from postprocess.__main__ import add_plan_arguments
+    from postprocess.options import add_plan_arguments
 
     add_plan_arguments(parser, advanced=False)  # python -m postprocess has the advanced ones too
 
 
 def _plan_config(args: argparse.Namespace):
-    from postprocess.__main__ import plan_config_from_args
+    from postprocess.options import plan_config_from_args
 
     return plan_config_from_args(args)
 
 
 def _add_blur_options(parser: argparse.ArgumentParser) -> None:
-    from postprocess.__main__ import add_render_arguments
+    from postprocess.options import add_render_arguments
 
     add_render_arguments(parser, advanced=False)
 
 
 def _render_config(args: argparse.Namespace):
-    from postprocess.__main__ import render_config_from_args
+    from postprocess.options import render_config_from_args
 
     return render_config_from_args(args)
 
 
 def _add_inference_options(parser: argparse.ArgumentParser) -> None:
-    from handler.config import DEVICES, embedder_choices
     from handler.detector import BACKENDS, DetectorConfig
+    from handler.embedder import embedder_choices
     from handler.pipeline import DEFAULT_MODEL_DIR
+    from handler.runtime import DEVICES
 
     d = _defaults(DetectorConfig)
     g = parser.add_argument_group("inference (handler/)")
@@ -128,7 +129,7 @@ def _add_video_options(parser: argparse.ArgumentParser) -> None:
     from faceblur.video import CODECS, PRESETS, EncodeConfig
 
     d = _defaults(EncodeConfig)
-    g = parser.add_argument_group("video output (faceblur/video.py)")
+    g = parser.add_argument_group("video output (faceblur/video/)")
     g.add_argument("--codec", choices=CODECS, default=d["codec"],
                    help="auto: H.264 yuv420p for 8-bit input, HEVC 10-bit for deeper input, VP9 for .webm")
     g.add_argument("--crf", type=_number(int, 0, 51), default=d["crf"],
@@ -159,7 +160,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from postprocess.__main__ import HelpFormatter
+    from postprocess.options import HelpFormatter
 
     fmt = HelpFormatter
     parser = _Parser(
@@ -212,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(func=_cmd_render)
 
     serve = sub.add_parser("serve", help="start the inference server (127.0.0.1:8080 by default)",
-                           description="The inference server (handler/serve.py); its options follow: "
+                           description="The inference server (handler/serving/serve.py); its options follow: "
                                        "face-blur serve --help.", add_help=False)
     serve.add_argument("args", nargs=argparse.REMAINDER, help="options of handler.serve")
     serve.set_defaults(func=_cmd_serve, verbose=0)
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(transform)
     transform.set_defaults(func=_cmd_transform)
 
-    from postprocess.__main__ import add_io_arguments, add_plan_arguments, add_render_arguments, add_run_arguments
+    from postprocess.options import add_io_arguments, add_plan_arguments, add_render_arguments, add_run_arguments
 
     post = sub.add_parser("postprocess", formatter_class=fmt,
                           help="decide and blur from frames + per-frame results (local folders or s3://)",
@@ -300,7 +301,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from handler.serve import main as serve_main
+    from handler.serving.serve import main as serve_main
 
     return serve_main(list(args.args))
 
@@ -321,7 +322,7 @@ def _cmd_transform(args: argparse.Namespace) -> int:
 def _cmd_postprocess(args: argparse.Namespace) -> int:
     import json
 
-    from postprocess.__main__ import run_config_from_args
+    from postprocess.options import run_config_from_args
     from postprocess.run import run
 
     with _usage():

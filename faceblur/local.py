@@ -72,8 +72,8 @@ def default_output(path: Path) -> Path:
 
 def read_image(path: Path) -> tuple[bytes, np.ndarray]:
     """The file's bytes and its upright RGB pixels, decoded exactly as the inference server does."""
-    from handler.decode import DecodeLimits, decode_image
-    from handler.errors import RequestError
+    from handler.serving.decode import DecodeLimits, decode_image
+    from handler.serving.errors import RequestError
 
     try:
         data = path.read_bytes()
@@ -189,7 +189,7 @@ def analyse_video(pipeline, path: Path, store: ResultStore, workers: int, bar,
     """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame (those in
     ``skip``, analysed by an interrupted run, are decoded only); returns the frames decoded, and
     counts them in ``tally`` (for the truncation check)."""
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     tally = tally if tally is not None else FrameTally()
 
@@ -222,7 +222,7 @@ def _frame_refs(folder: Path):
 
 def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: int, bar,
                    skip: Container[int] = ()) -> None:
-    from postprocess.storage import bounded_map
+    from postprocess.parallel import bounded_map
 
     bar.update(sum(ref.number in skip for ref in refs))
     refs = [ref for ref in refs if ref.number not in skip]
@@ -259,8 +259,8 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
                  workers: int, progress: bool, overwrite: bool, total: int | None = None) -> int:
     """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written."""
     from postprocess.blur import Blurrer
+    from postprocess.parallel import bounded_map
     from postprocess.render import RenderError, render_image
-    from postprocess.storage import bounded_map
 
     blurrer = Blurrer(render_config)
     if kind == "video":
@@ -453,7 +453,7 @@ def render(source: Path, plan_path: Path, output: Path, render_config, encode: E
            workers: int = 2, progress: bool = True, overwrite: bool = False,
            allow_truncated: bool = False) -> RunSummary:
     """``face-blur render``: re-render from a saved plan, without detecting again."""
-    from postprocess.plan import Plan
+    from postprocess.plan_format import Plan
 
     kind = input_kind(source)
     _preflight(kind, source, output, (), None, overwrite)

@@ -175,7 +175,8 @@ def run_transform(config: TransformConfig, progress: bool = True, store=None) ->
     from tqdm import tqdm
 
     from postprocess.locations import LocationError, check_output
-    from postprocess.storage import Store, bounded_map, folder, join
+    from postprocess.parallel import bounded_map
+    from postprocess.storage import Store, folder, join
 
     store = store or Store()
     try:  # the one location check (postprocess/locations.py)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from handler.align import align_faces
-from handler.runtime import ModelLoadError, open_session
+from handler.runtime import ModelLoadError, open_session, session_provider
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,11 @@ class ArcFaceEmbedder:
             raise ModelLoadError(f"model file {path}: output {out.name!r} is {model_dim}-d, "
                                  f"manifest says {spec.dim}")
         self.dim = spec.dim or model_dim or self._probe_dim()
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> the execution provider its session got."""
+        return {self.path.name: session_provider(self.session)}
 
     def _probe_dim(self) -> int:
         """Run one blank batch to learn the output width of a model that does not declare it."""

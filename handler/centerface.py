@@ -20,7 +20,7 @@ import numpy as np
 
 from contract import FrameFaces
 from handler.boxes import nms
-from handler.runtime import ModelLoadError, open_session
+from handler.runtime import ModelLoadError, open_session, session_provider
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,11 @@ class CenterfaceDetector:
         names = {o.name for o in session.get_outputs()}
         if not set(OUTPUTS) <= names:
             raise ValueError(f"CenterFace model has outputs {sorted(names)}, expected {OUTPUTS}")
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> the execution provider its session got."""
+        return {"centerface.onnx": session_provider(self.session)}
 
     def detect_at(self, image: np.ndarray, min_face: float = 0.0) -> FrameFaces:
         """Faces in ``image`` (HxWx3 uint8 RGB). ``min_face`` is accepted for interface parity;

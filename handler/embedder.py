@@ -40,6 +40,11 @@ def embedder_names() -> list[str]:
     return ["auto", *arcface, *DLIB_NAMES]
 
 
+def embedder_choices() -> tuple[str, ...]:
+    """``none`` plus every name ``create_embedder`` accepts (from the model manifest)."""
+    return ("none", *embedder_names())
+
+
 def _load_arcface(name: str, path: Path, providers: list[str], threads: int) -> Embedder:
     from handler.arcface import ArcFaceSpec, load_arcface
     from model import get_entry

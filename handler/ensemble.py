@@ -45,7 +45,9 @@ def fuse_faces(parts: list[FrameFaces], iou: float = 0.4) -> FrameFaces:
                 members.append(best)
         claimed[members] = True
         weight = np.maximum(faces.confidence[members], 1e-6)
-        boxes.append((faces.xyxy[members] * weight[:, None]).sum(0) / weight.sum())
+        group = faces.xyxy[members]
+        mean = (group * weight[:, None]).sum(0) / weight.sum()
+        boxes.append(np.clip(mean, group.min(0), group.max(0)))  # float rounding never leaves the members' span
         scores.append(faces.confidence[lead])
         marks.append(faces.landmarks[lead])
     m = len(boxes)
@@ -69,6 +71,11 @@ class EnsembleDetector:
             raise ValueError(f"fusion iou must be in (0, 1), got {iou}")
         self.detectors = list(detectors)
         self.iou = iou
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> execution provider, over every member."""
+        return {k: v for d in self.detectors for k, v in getattr(d, "providers", {}).items()}
 
     def detect(self, image: np.ndarray) -> FrameFaces:
         parts = [detector.detect(image) for detector in self.detectors]

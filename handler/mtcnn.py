@@ -23,6 +23,7 @@ from PIL import Image
 
 from contract import FrameFaces
 from handler.boxes import nms, regress_boxes, square_boxes
+from handler.runtime import session_provider
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,12 @@ class MtcnnDetector:
             if not set(OUTPUTS[stage]) <= names:
                 raise ValueError(f"MTCNN {stage} has outputs {sorted(names)}, expected {OUTPUTS[stage]}")
         self._in = [s.get_inputs()[0].name for s in (pnet, rnet, onet)]
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> the execution provider its session got."""
+        return {f"mtcnn/{stage}.onnx": session_provider(s)
+                for stage, s in zip(("pnet", "rnet", "onet"), (self.pnet, self.rnet, self.onet), strict=True)}
 
     # -- stage 1 ---------------------------------------------------------------------------------
     def _proposals(self, pil: Image.Image, min_face: float) -> np.ndarray:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from contract import FrameResult
-from handler.detector import Detector, DetectorConfig, create_detector
+from handler.detector import Detector, DetectorConfig
+from handler.detector_factory import create_detector
 from handler.embedder import Embedder, create_embedder
 from handler.runtime import select_providers
 from handler.signature import frame_signature
@@ -54,6 +55,14 @@ class FacePipeline:
     def __init__(self, detector: Detector, embedder: Embedder | None) -> None:
         self.detector = detector
         self.embedder = embedder
+
+    @property
+    def providers(self) -> dict[str, str]:
+        """Model file -> the execution provider its onnxruntime session got (dlib's files are absent:
+        dlib runs on the CPU by itself). The server logs and reports these at start-up."""
+        used = dict(getattr(self.detector, "providers", {}))
+        used.update(getattr(self.embedder, "providers", {}) if self.embedder is not None else {})
+        return used
 
     def analyse(self, image: np.ndarray, frame_index: int = -1) -> FrameResult:
         """``image`` HxWx3 uint8 RGB (upright) -> its ``face-blur/frame/v1`` result."""

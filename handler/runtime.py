@@ -1,4 +1,5 @@
-"""onnxruntime sessions: which execution provider, and one place that opens model files."""
+"""onnxruntime sessions: which execution provider, and one place that opens model files
+(``handler.serving`` reads back which provider each session got through the models' ``providers``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+DEVICES = ("auto", "cpu", "gpu")
 GPU_PROVIDERS = ("CUDAExecutionProvider",)
 CPU_PROVIDER = "CPUExecutionProvider"
 
@@ -23,7 +25,7 @@ def select_providers(device: str = "auto", gpu_fallback: bool = True) -> list[st
     """
     import onnxruntime as ort
 
-    if device not in ("auto", "cpu", "gpu"):
+    if device not in DEVICES:
         raise ValueError(f"device must be auto, cpu or gpu, got {device!r}")
     available = ort.get_available_providers()
     gpu = [p for p in GPU_PROVIDERS if p in available]
@@ -38,10 +40,6 @@ def select_providers(device: str = "auto", gpu_fallback: bool = True) -> list[st
             raise ModelLoadError(msg)
         log.error("%s. Falling back to the CPU (gpu_fallback is on).", msg)
     return [CPU_PROVIDER]
-
-
-#: model file name -> the execution provider its session really got (read by the server's start-up log)
-SESSION_PROVIDERS: dict[str, str] = {}
 
 
 def open_session(path: str | Path, providers: list[str], threads: int = 0, memory_arena: bool = True,
@@ -65,7 +63,12 @@ def open_session(path: str | Path, providers: list[str], threads: int = 0, memor
         session = ort.InferenceSession(str(path) if data is None else data, sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
         raise ModelLoadError(f"model file {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-    used = session.get_providers()[0]
-    SESSION_PROVIDERS[path.name] = used
-    log.info("loaded %s on %s", path.name, used)
+    log.info("loaded %s on %s", path.name, session_provider(session))
     return session
+
+
+def session_provider(session) -> str:
+    """The execution provider a session really got (the first of those it was given that loaded).
+    Each model wrapper reports its sessions' providers as ``providers`` (model -> provider), which
+    :class:`handler.pipeline.FacePipeline` gathers for the server's start-up log."""
+    return session.get_providers()[0]

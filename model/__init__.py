@@ -150,10 +150,23 @@ def installed_path(entry: ModelEntry, model_file: ModelFile) -> Path | None:
     return None
 
 
+class IncompleteModelError(FileNotFoundError):
+    """A model directory holds some of a model's files but not all: a broken install, never a reason
+    to use another copy. The message names the first missing file."""
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()  # a dangling link is a broken install, not an absence
+
+
 def locate(name: str, model_dir: str | Path | None, *, installed: bool = True,
-           manifest: dict[str, ModelEntry] | None = None) -> list[Path] | None:
+           manifest: dict[str, ModelEntry] | None = None, strict: bool = False) -> list[Path] | None:
     """The model's files in manifest order: all from ``model_dir`` when every one is there, else
     (when ``installed``) all from the Python package the manifest names, else None.
+
+    ``strict`` (the detectors): files that are present in ``model_dir`` take precedence, even when
+    broken: when every file is present (a dangling link counts) they are returned for the loader to
+    report a corrupt one; when only some are, :class:`IncompleteModelError` names the first missing.
 
     Only presence is checked here; a corrupt file is reported by whatever loads it, and
     ``python -m model.fetch`` verifies hashes.
@@ -163,6 +176,15 @@ def locate(name: str, model_dir: str | Path | None, *, installed: bool = True,
         found = [Path(model_dir) / f.path for f in entry.files]
         if all(p.is_file() for p in found):
             return found
+        if strict:
+            present = [_present(p) for p in found]
+            if all(present):
+                return found
+            if any(present):
+                missing = next(p for p, here in zip(found, present, strict=True) if not here)
+                raise IncompleteModelError(f"model file not found: {missing} (model {name} is incomplete in "
+                                           f"{model_dir}; get it with: python -m model.fetch --dest {model_dir} "
+                                           f"{name})")
     if installed:
         from_package = [installed_path(entry, f) for f in entry.files]
         if all(p is not None for p in from_package):

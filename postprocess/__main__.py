@@ -4,198 +4,29 @@ FRAMES, RESULTS, OUTPUT (and ``--references``) are local folders or ``s3://`` pr
 run summary as JSON on stdout. Exit status 0 on success, 1 when the run fails (one line on stderr
 naming what was wrong), 2 for bad arguments or options.
 
-The pieces are reusable (the ``face-blur`` CLI builds ``face-blur postprocess`` from them):
-``add_plan_arguments``/``add_render_arguments``/``add_run_arguments`` add option groups to any
-parser, and ``plan_config_from_args``/``render_config_from_args``/``run_config_from_args`` turn the
-parsed namespace into configs.
+The options are defined in :mod:`postprocess.options` (shared with the ``face-blur`` command and
+``scripts/start_job.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from postprocess.blur import SHAPES, STYLES, RenderConfig
-from postprocess.config import INTERPOLATIONS, MODES, PICK_ACTIONS, Pick, PlanConfig
-from postprocess.run import MISSING_POLICIES, RunConfig, run
+from postprocess.options import (
+    HelpFormatter,
+    add_io_arguments,
+    add_plan_arguments,
+    add_render_arguments,
+    add_run_arguments,
+    run_config_from_args,
+)
+from postprocess.run import run
 
 log = logging.getLogger(__name__)
-
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's default in --help; help text that names its default already is left as is."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        flag = isinstance(action.default, bool) and action.nargs == 0
-        if "default:" in text or action.default is argparse.SUPPRESS or action.required or flag:
-            return text
-        return super()._get_help_string(action) or text
-
-
-def number_argument(kind: Callable[[str], Any], low: float | None = None, high: float | None = None,
-                    name: str = "") -> Callable[[str], Any]:
-    """An argparse ``type=`` that parses and range-checks (the message names the range)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            span = f"{low} to {high}" if high is not None else f">= {low}"
-            raise argparse.ArgumentTypeError(f"{text} is out of range ({span})")
-        return value
-
-    parse.__name__ = name or kind.__name__
-    return parse
-
-
-def pick_argument(text: str) -> Pick:
-    """``--pick FRAME:X:Y`` for argparse: a bad value is reported with what is wrong with it."""
-    try:
-        return Pick.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True) -> None:
-    """The ``PlanConfig`` options (``--max-gap`` for ``max_gap``, picks as repeated ``--pick``), the
-    one definition ``face-blur run`` and ``python -m postprocess`` share; ``advanced`` adds the
-    tuning knobs (sampling, cut spikes, matching weights, padding growth)."""
-    d = PlanConfig()
-    n = number_argument
-    g = parser.add_argument_group("which faces to blur (postprocess/config.py)")
-    g.add_argument("--mode", choices=MODES, default=d.mode,
-                   help="all: every face; unknown: all but the reference people; known: only the reference "
-                        "people; select: the people under --pick")
-    g.add_argument("--pick", dest="picks", action="append", type=pick_argument, default=[], metavar="FRAME:X:Y",
-                   help="mode select: a point on a face (frame number from 1, pixels); repeatable (default: none)")
-    g.add_argument("--pick-action", choices=PICK_ACTIONS, default=d.pick_action,
-                   help="mode select: blur the picked people, or keep them and blur everyone else")
-    g.add_argument("--identity-threshold", type=n(float, -1.0, 1.0), default=None,
-                   help="centre of the zone of doubt on a sequence's cosine similarity to a person (default: "
-                        "per embedder: 0.40 mobilefacenet, 0.35 arcface-r100, 0.91 dlib)")
-    g.add_argument("--identity-margin", type=n(float, 0.0, 0.99), default=None,
-                   help="half-width of the zone of doubt: keep clear only at threshold + margin; from "
-                        "threshold - margin up, blur as that person (default: per embedder: 0.18 "
-                        "mobilefacenet, 0.12 arcface-r100, 0.03 dlib)")
-    g.add_argument("--min-samples", type=n(int, 1), default=d.min_samples,
-                   help="detections of a sequence that must match before it counts as a person")
-    g.add_argument("--cut-threshold", type=n(float, 0.01, 2.0), default=d.cut_threshold,
-                   help="shot cut: distance between frame signatures (2 turns cut detection off)")
-    g.add_argument("--max-gap", type=n(int, 0), default=d.max_gap,
-                   help="frames a face sequence survives without a detection")
-    g.add_argument("--join-gap", type=n(int, 0), default=d.join_gap,
-                   help="join sequences of one shot at most this many frames apart")
-    g.add_argument("--min-length", type=n(int, 1), default=d.min_length,
-                   help="shorter sequences are false positives unless their score reaches --short-keep-score")
-    g.add_argument("--short-keep-score", type=n(float, 0.0), default=d.short_keep_score,
-                   help="a short sequence with this detector score is still blurred")
-    g.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
-                   help="boxes of frames inside a sequence without a detection")
-    g.add_argument("--smooth-window", type=n(int, 1), default=d.smooth_window,
-                   help="centred moving average of the boxes, frames (1: off)")
-    g.add_argument("--pad-frames", type=n(int, 0), default=d.pad_frames,
-                   help="anti-flicker: extend each sequence this many frames at both ends")
-    if not advanced:
-        return
-    g.add_argument("--max-samples", type=n(int, 1), default=d.max_samples,
-                   help="embeddings sampled per sequence for identity (spread over it, best quality)")
-    g.add_argument("--cut-spike-ratio", type=n(float, 0.0), default=d.cut_spike_ratio,
-                   help="a smaller signature jump is a cut when it is this many times the local median (0: off)")
-    g.add_argument("--max-cost", type=n(float, 0.0), default=d.max_cost,
-                   help="two faces of consecutive frames are never linked above this matching cost")
-    g.add_argument("--iou-weight", type=n(float, 0.0), default=d.iou_weight, help="matching cost: 1 - IoU weight")
-    g.add_argument("--distance-weight", type=n(float, 0.0), default=d.distance_weight,
-                   help="matching cost: centre distance (in face sizes) weight")
-    g.add_argument("--embedding-weight", type=n(float, 0.0), default=d.embedding_weight,
-                   help="matching cost: embedding cosine distance weight")
-    g.add_argument("--pad-growth", type=n(float, 0.0), default=d.pad_growth,
-                   help="a padded box grows by this fraction of its size per frame from the sequence")
-
-
-def _rgb(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"fill must be R,G,B integers, got {text!r}") from None
-    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
-        raise argparse.ArgumentTypeError(f"fill must be three integers 0-255, got {text!r}")
-    return values  # type: ignore[return-value]
-
-
-def add_render_arguments(parser: argparse.ArgumentParser, advanced: bool = True) -> None:
-    """The ``RenderConfig`` options; ``advanced`` adds edge, fill colour and output encoding."""
-    d = RenderConfig()
-    n = number_argument
-    g = parser.add_argument_group("how faces are hidden (postprocess/blur.py)")
-    g.add_argument("--style", choices=STYLES, default=d.style,
-                   help="blur: Gaussian; box: box filter; pixelate: mosaic; solid: filled (cannot be undone)")
-    g.add_argument("--shape", choices=SHAPES, default=d.shape, help="mask shape inside the scaled box")
-    g.add_argument("--mask-scale", type=n(float, 1.0, 4.0), default=d.mask_scale,
-                   help="exact width and height factor from face box to blurred region")
-    g.add_argument("--extend-head", type=n(float, 0.0, 2.0), default=d.extend_head,
-                   help="extend the box upward by this fraction of its height first (hair)")
-    g.add_argument("--strength", type=n(float, 0.02, 1.0), default=d.strength,
-                   help="blur sigma / box radius / mosaic cell as a fraction of the face size")
-    if not advanced:
-        return
-    g.add_argument("--min-kernel", type=n(int, 1), default=d.min_kernel, help="smallest sigma / cell in pixels")
-    g.add_argument("--feather", type=n(float, 0.0, 1.0), default=d.feather,
-                   help="soft edge outside the region, fraction of the face size (0: hard)")
-    g.add_argument("--fill", type=_rgb, default=d.fill, metavar="R,G,B", help="colour of --style solid")
-    g.add_argument("--jpeg-quality", type=n(int, 50, 100), default=d.jpeg_quality,
-                   help="quality of JPEG output frames")
-    g.add_argument("--png-compress-level", type=n(int, 0, 9), default=d.png_compress_level,
-                   help="zlib level of PNG output frames (always lossless)")
-
-
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    d = RunConfig()
-    group = parser.add_argument_group("run options")
-    group.add_argument("--missing", choices=MISSING_POLICIES, default=d.missing,
-                       help="a frame without a usable result: stop before writing anything, or blur it whole")
-    group.add_argument("--frame-pattern", default=d.frame_pattern,
-                       help="regex with one group: the frame number in the file name")
-    group.add_argument("--workers", type=int, default=d.workers, help="I/O and render threads (0: auto)")
-    group.add_argument("--results-suffix", default=d.results_suffix,
-                       help="the result of frame KEY is RESULTS/KEY+suffix")
-
-
-def plan_config_from_args(args: argparse.Namespace) -> PlanConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(PlanConfig) if hasattr(args, f.name)}
-    values["picks"] = tuple(getattr(args, "picks", ()) or ())
-    if "max_samples" not in values:  # without the advanced options: never fewer samples than required
-        values["max_samples"] = max(values.get("min_samples", 1), PlanConfig().max_samples)
-    return PlanConfig(**values)
-
-
-def render_config_from_args(args: argparse.Namespace) -> RenderConfig:
-    return RenderConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RenderConfig)
-                           if hasattr(args, f.name)})
-
-
-def run_config_from_args(args: argparse.Namespace) -> RunConfig:
-    return RunConfig(plan=plan_config_from_args(args), render=render_config_from_args(args),
-                     missing=args.missing, frame_pattern=args.frame_pattern, workers=args.workers,
-                     results_suffix=args.results_suffix)
-
-
-def add_io_arguments(parser: argparse.ArgumentParser) -> None:
-    """FRAMES RESULTS OUTPUT and --references (shared with ``face-blur postprocess``)."""
-    parser.add_argument("frames", help="folder or s3:// prefix of the frames (img0000001.png ...)")
-    parser.add_argument("results", help="folder or s3:// prefix of the per-frame results (<frame>.out)")
-    parser.add_argument("output", help="folder or s3:// prefix for the output; must not overlap an input")
-    parser.add_argument("--references", default=None,
-                        help="folder or s3:// prefix of reference results <person>/<photo>.out (modes unknown/known)")
 
 
 def build_parser(prog: str = "python -m postprocess") -> argparse.ArgumentParser:

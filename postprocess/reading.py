@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from contract import ContractError, FrameResult, loads
+from postprocess.parallel import bounded_map
 from postprocess.results import ResultStore
-from postprocess.storage import StorageError, Store, bounded_map, join
+from postprocess.storage import StorageError, Store, join
 
 log = logging.getLogger(__name__)
 

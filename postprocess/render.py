@@ -36,8 +36,9 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from postprocess.blur import Blurrer, RenderConfig
+from postprocess.parallel import bounded_map
 from postprocess.reading import FrameRef
-from postprocess.storage import Store, bounded_map, folder, join
+from postprocess.storage import Store, folder, join
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class RenderError(RuntimeError):
 
 
 class PlanLike(Protocol):
-    """What rendering needs from ``postprocess.plan.Plan``."""
+    """What rendering needs from ``postprocess.plan_format.Plan``."""
 
     width: int
     height: int

@@ -37,7 +37,8 @@ from typing import Any
 from postprocess.blur import RenderConfig
 from postprocess.config import PlanConfig
 from postprocess.locations import LocationError, check_locations  # noqa: F401  (LocationError: re-exported)
-from postprocess.plan import Plan, make_plan
+from postprocess.plan import make_plan
+from postprocess.plan_format import Plan
 from postprocess.reading import (
     DEFAULT_FRAME_PATTERN,
     DEFAULT_RESULTS_SUFFIX,

@@ -18,8 +18,7 @@ retried with backoff by botocore. Anything left after that (access denied, no su
 key) raises :class:`StorageError` naming the URI, which stops the run. The endpoint comes from
 ``AWS_ENDPOINT_URL`` when set (boto3 reads it), so MinIO/LocalStack/moto work unchanged.
 
-:func:`bounded_map` runs a function over many items on a thread pool with a bounded window of
-pending work (S3 latency, not CPU, bounds reading 864,000 small objects).
+Many objects at once: :func:`postprocess.parallel.bounded_map`.
 """
 
 from __future__ import annotations
@@ -27,19 +26,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from postprocess.tempfiles import create_temporary
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                  ".json": "application/json"}
@@ -342,36 +337,3 @@ class Store:
 
     def delete(self, uri: str) -> None:
         self._backend(uri).delete(uri)
-
-
-def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                window: int | None = None) -> Iterator[tuple[T, R]]:
-    """``(item, fn(item))`` in completion order, at most ``window`` (default 4 x workers) pending.
-
-    The first exception cancels what has not started and is re-raised; with ``workers == 1`` it
-    runs inline (easier to debug, same results).
-    """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers == 1:
-        for item in items:
-            yield item, fn(item)
-        return
-    limit = window or workers * 4
-    iterator = iter(items)
-    pending: dict[Future[R], T] = {}
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="face-blur-io") as pool:
-        try:
-            for item in iterator:
-                pending[pool.submit(fn, item)] = item
-                if len(pending) >= limit:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
-                        yield pending.pop(fut), fut.result()
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield pending.pop(fut), fut.result()
-        finally:
-            for fut in pending:
-                fut.cancel()

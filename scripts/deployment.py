@@ -30,11 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from postprocess.storage import content_type
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run from a checkout: its own packages, not another installed copy
+    sys.path.insert(0, str(REPO))
+
+from postprocess.storage import content_type  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TERRAFORM_DIR = REPO / "terraform"
 
 # Every Terraform output the scripts read (checked against terraform/outputs.tf by the tests).

@@ -88,31 +88,30 @@ def transform_job_name(dep: Deployment, job: str, now: datetime | None = None) -
     return name
 
 
-def run_config(base: dict[str, Any] | None = None, *, mode: str | None = None, picks: Sequence[str] = (),
-               pick_action: str | None = None, style: str | None = None, mask_scale: float | None = None,
-               missing: str | None = None):
-    """The post-processing options: ``base`` (RunConfig JSON form) with the given fields replaced."""
-    from postprocess.config import Pick
+def run_config(base: dict[str, Any] | None = None, **changes: Any):
+    """The post-processing options: ``base`` (RunConfig JSON form) with the given fields replaced;
+    each change is a field of ``PlanConfig`` (``mode``, ``picks`` as ``Pick`` or ``"FRAME:X:Y"``...),
+    ``RenderConfig`` (``style``, ``mask_scale``...) or ``RunConfig`` (``missing``...)."""
+    from postprocess.blur import RenderConfig
+    from postprocess.config import Pick, PlanConfig
     from postprocess.run import RunConfig
 
     config = RunConfig.from_dict(dict(base or {}))
-    plan_changes: dict[str, Any] = {}
-    if mode is not None:
-        plan_changes["mode"] = mode
-    if picks:
-        plan_changes["picks"] = tuple(Pick.parse(p) for p in picks)
-    if pick_action is not None:
-        plan_changes["pick_action"] = pick_action
-    render_changes: dict[str, Any] = {}
-    if style is not None:
-        render_changes["style"] = style
-    if mask_scale is not None:
-        render_changes["mask_scale"] = mask_scale
+    if "picks" in changes:
+        changes["picks"] = tuple(p if isinstance(p, Pick) else Pick.parse(p) for p in changes["picks"])
+    parts: dict[str, dict[str, Any]] = {"plan": {}, "render": {}, "run": {}}
+    for name, value in changes.items():
+        for part, cls in (("plan", PlanConfig), ("render", RenderConfig), ("run", RunConfig)):
+            if name in {f.name for f in dataclasses.fields(cls)} and name not in ("plan", "render"):
+                parts[part][name] = value
+                break
+        else:
+            raise TypeError(f"run_config() got an unknown option {name!r}")
     return dataclasses.replace(
         config,
-        plan=dataclasses.replace(config.plan, **plan_changes) if plan_changes else config.plan,
-        render=dataclasses.replace(config.render, **render_changes) if render_changes else config.render,
-        missing=missing if missing is not None else config.missing,
+        plan=dataclasses.replace(config.plan, **parts["plan"]),
+        render=dataclasses.replace(config.render, **parts["render"]),
+        **parts["run"],
     )
 
 
@@ -220,23 +219,18 @@ def start_job(dep: Deployment, s3, sm, job: str, config, settings: TransformSett
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from postprocess.blur import STYLES
-    from postprocess.config import MODES, PICK_ACTIONS
-    from postprocess.run import MISSING_POLICIES
+    from postprocess.options import HelpFormatter, add_plan_arguments, add_render_arguments, add_run_arguments
 
     parser = argparse.ArgumentParser(prog="start_job.py", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     g = parser.add_argument_group("post-processing options (recorded in face-blur-options.json)")
     g.add_argument("--run-options", type=Path, default=None, metavar="FILE",
                    help="JSON of every post-processing option (RunConfig: plan, render, missing, ...); "
                         "the options below override it")
-    g.add_argument("--mode", choices=MODES, default=None, help="which faces to blur (default: all)")
-    g.add_argument("--pick", action="append", default=[], metavar="FRAME:X:Y", help="mode select: a point on a face")
-    g.add_argument("--pick-action", choices=PICK_ACTIONS, default=None, help="mode select: blur or keep the picked")
-    g.add_argument("--style", choices=STYLES, default=None, help="how faces are hidden (default: blur)")
-    g.add_argument("--mask-scale", type=float, default=None, help="box-to-blurred-region factor (default: 1.3)")
-    g.add_argument("--missing", choices=MISSING_POLICIES, default=None,
-                   help="frames without a result: fail, or blur them whole (default: fail)")
+    # the same definitions as face-blur run / python -m postprocess; only the ones given are recorded
+    add_plan_arguments(parser, advanced=False, overrides=True)
+    add_render_arguments(parser, advanced=False, overrides=True)
+    add_run_arguments(parser, advanced=False, overrides=True)
     t = parser.add_argument_group("transform job (defaults: the Terraform outputs)")
     t.add_argument("--instance-type", default=None, help="e.g. ml.g4dn.xlarge (GPU) or ml.c5.2xlarge (CPU)")
     t.add_argument("--instance-count", type=int, default=None)
@@ -254,9 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def work(dep: Deployment) -> str:
+        from postprocess.options import given_options
+
         base = json.loads(args.run_options.read_text()) if args.run_options else None
-        config = run_config(base, mode=args.mode, picks=args.pick, pick_action=args.pick_action, style=args.style,
-                            mask_scale=args.mask_scale, missing=args.missing)
+        given = given_options(args)
+        config = run_config(base, **given["plan"], **given["render"], **given["run"])
         settings = TransformSettings.defaults(
             dep, instance_type=args.instance_type, instance_count=args.instance_count,
             max_concurrent_transforms=args.max_concurrent_transforms, max_payload_mb=args.max_payload_mb,
@@ -266,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          args.image_uri)
 
     return run_script("start_job.py", args, work)
+
 
 if __name__ == "__main__":
     sys.exit(main())

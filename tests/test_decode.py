@@ -1,4 +1,4 @@
-"""handler.decode on real photos in every form a frame can arrive in, and on hostile bodies."""
+"""handler.serving.decode on real photos in every form a frame can arrive in, and on hostile bodies."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from serving_helpers import (
     with_alpha,
 )
 
-from handler.decode import ALPHA_BACKGROUND, DecodeLimits, check_content_type, decode_image
-from handler.errors import (
+from handler.serving.decode import ALPHA_BACKGROUND, DecodeLimits, check_content_type, decode_image
+from handler.serving.errors import (
     BadImageError,
     EmptyBodyError,
     ImageTooLargeError,
@@ -218,7 +218,7 @@ def test_decompression_bombs_are_refused_from_their_header(side):
 def test_a_raised_pixel_limit_is_ours_not_pillows():
     """FACE_BLUR_MAX_PIXELS above Pillow's own bomb threshold (89 M pixels): an image under our limit
     is not refused for Pillow's sake, one over it still is, before any pixel is decoded."""
-    from handler.decode import _open
+    from handler.serving.decode import _open
 
     body = bomb_png(11000)  # 121 M pixels: over Pillow's warning threshold, under its error one
     image = _open(body, DecodeLimits(max_bytes=10**9, max_pixels=200_000_000))

@@ -30,7 +30,8 @@ from detection_helpers import (
 from contract import FrameFaces, dumps, loads
 from handler.boxes import clip_boxes, iou_matrix, nms, square_boxes
 from handler.centerface import write_dynamic_model
-from handler.detector import Detector, DetectorConfig, FrameDetector, create_detector
+from handler.detector import Detector, DetectorConfig, FrameDetector
+from handler.detector_factory import create_detector
 from handler.enhance import DarkEnhancer, mean_luminance
 from handler.ensemble import fuse_faces
 from handler.pipeline import FacePipeline

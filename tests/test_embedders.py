@@ -27,7 +27,8 @@ from handler.align import (
     similarity_transform,
 )
 from handler.arcface import ArcFaceSpec, load_arcface
-from handler.detector import DetectorConfig, create_detector
+from handler.detector import DetectorConfig
+from handler.detector_factory import create_detector
 from handler.embedder import create_embedder
 from handler.runtime import ModelLoadError
 

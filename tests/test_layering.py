@@ -17,8 +17,9 @@ def _modules_after(imports: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-POSTPROCESS = ("postprocess", "postprocess.run", "postprocess.plan", "postprocess.lambda_handler",
-               "postprocess.batch", "postprocess.__main__")
+POSTPROCESS = ("postprocess", "postprocess.run", "postprocess.plan", "postprocess.plan_format",
+               "postprocess.options", "postprocess.parallel", "postprocess.lambda_handler", "postprocess.batch",
+               "postprocess.__main__")
 
 
 @pytest.mark.parametrize("module", POSTPROCESS)

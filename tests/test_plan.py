@@ -10,7 +10,8 @@ from decisions_helpers import DIM, Appearance, box_at, build_results, people, ph
 
 from contract import encode_embedding
 from postprocess.config import Pick, PlanConfig
-from postprocess.plan import SCHEMA, Plan, PlanError, make_plan
+from postprocess.plan import make_plan
+from postprocess.plan_format import SCHEMA, Plan, PlanError
 
 
 @pytest.fixture(scope="module")

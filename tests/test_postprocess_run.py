@@ -22,7 +22,7 @@ from postprocess_helpers import (
 from postprocess.__main__ import main
 from postprocess.blur import RenderConfig
 from postprocess.config import PlanConfig
-from postprocess.plan import Plan
+from postprocess.plan_format import Plan
 from postprocess.run import (
     MANIFEST_NAME,
     MARKER_NAME,

@@ -26,7 +26,7 @@ def bucket(s3) -> str:
 
 
 class FakePlan:
-    """The part of ``postprocess.plan.Plan`` that rendering uses, from plain dicts."""
+    """The part of ``postprocess.plan_format.Plan`` that rendering uses, from plain dicts."""
 
     def __init__(self, width, height, boxes, full=()):
         self.width, self.height = width, height

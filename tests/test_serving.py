@@ -13,6 +13,7 @@ import signal
 import socket
 import threading
 from dataclasses import replace
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -32,12 +33,13 @@ from serving_helpers import (
 )
 
 from contract import decode_embedding, loads
-from handler.config import ConfigError, ServingConfig, default_workers, worker_bytes
 from handler.detector import DetectorConfig
-from handler.errors import NotAcceptableError
 from handler.pipeline import DEFAULT_MODEL_DIR
-from handler.serve import build_parser, config_from
-from handler.service import check_accept
+from handler.serving.config import ConfigError, ServingConfig
+from handler.serving.errors import NotAcceptableError
+from handler.serving.machine import default_workers, worker_bytes
+from handler.serving.serve import build_parser, config_from
+from handler.serving.service import check_accept
 
 slow = pytest.mark.slow
 
@@ -88,8 +90,9 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def test_settings_default_as_documented(tmp_path):
     config = ServingConfig.from_env({"FACE_BLUR_MODEL_DIR": str(tmp_path)})
     assert (config.host, config.port, config.model_dir) == ("127.0.0.1", 8080, tmp_path)
-    assert (config.embedder, config.device, config.gpu_fallback) == ("auto", "auto", True)
-    assert config.detector == DetectorConfig()
+    pipeline = config.pipeline
+    assert (pipeline.embedder, pipeline.device, pipeline.gpu_fallback) == ("auto", "auto", True)
+    assert pipeline.detector == DetectorConfig()
     assert (config.max_payload_bytes, config.max_pixels) == (6 * 2**20, 36_000_000)
     assert (config.workers, config.response_timeout_s, config.startup_timeout_s) == (None, 60, 600)
 
@@ -102,14 +105,14 @@ def test_settings_default_as_documented(tmp_path):
     ({"SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "45"}, "response_timeout_s", 45),
     ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "2"}, "response_timeout_s", 120),  # minutes, as MMS 1.1.11 reads it
     ({"SAGEMAKER_MODEL_SERVER_TIMEOUT": "2", "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "30"}, "response_timeout_s", 30),
-    ({"FACE_BLUR_GPU_FALLBACK": "false"}, "gpu_fallback", False),
-    ({"FACE_BLUR_DEVICE": "CPU"}, "device", "cpu"),
-    ({"FACE_BLUR_EMBEDDER": "none"}, "embedder", "none"),
-    ({"FACE_BLUR_DETECTOR": "centerface"}, "detector", replace(DetectorConfig(), backend="centerface")),
-    ({"FACE_BLUR_MIN_FACE": "24"}, "detector", replace(DetectorConfig(), min_face=24)),
+    ({"FACE_BLUR_GPU_FALLBACK": "false"}, "pipeline.gpu_fallback", False),
+    ({"FACE_BLUR_DEVICE": "CPU"}, "pipeline.device", "cpu"),
+    ({"FACE_BLUR_EMBEDDER": "none"}, "pipeline.embedder", "none"),
+    ({"FACE_BLUR_DETECTOR": "centerface"}, "pipeline.detector", replace(DetectorConfig(), backend="centerface")),
+    ({"FACE_BLUR_MIN_FACE": "24"}, "pipeline.detector", replace(DetectorConfig(), min_face=24)),
 ])
 def test_each_variable_sets_its_setting(env, field, value):
-    assert getattr(ServingConfig.from_env(env), field) == value
+    assert attrgetter(field)(ServingConfig.from_env(env)) == value
 
 
 @pytest.mark.parametrize("env, name", [
@@ -140,8 +143,8 @@ def test_options_override_the_environment(tmp_path):
                                       "--model-dir", str(tmp_path)])
     config = config_from(args, {"SAGEMAKER_BIND_TO_PORT": "8081", "FACE_BLUR_EMBEDDER": "dlib",
                                 "SAGEMAKER_MAX_PAYLOAD_IN_MB": "50"})
-    assert (config.port, config.embedder, config.detector.backend, config.model_dir) == (9000, "none", "mtcnn",
-                                                                                         tmp_path)
+    assert (config.port, config.pipeline.embedder, config.pipeline.detector.backend, config.model_dir) == (
+        9000, "none", "mtcnn", tmp_path)
     assert config.max_payload_mb == 50
 
 

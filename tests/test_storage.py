@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from postprocess_helpers import new_bucket
 
+from postprocess.parallel import bounded_map
 from postprocess.reading import (
     DEFAULT_FRAME_PATTERN,
     FrameListError,
@@ -20,7 +21,7 @@ from postprocess.reading import (
     read_references,
     read_results,
 )
-from postprocess.storage import StorageError, Store, bounded_map, folder, join, overlaps
+from postprocess.storage import StorageError, Store, folder, join, overlaps
 
 
 @pytest.fixture

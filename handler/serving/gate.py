@@ -25,7 +25,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from handler.errors import error_body
+from handler.serving.errors import error_body
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ process on the machine and logs to files under the working directory.
 
 Here: a private run directory holds the properties file, a console-only log4j2 configuration and
 MMS's temporary files (its worker socket ``.mms.sock.9000`` lives in ``java.io.tmpdir``, so it is
-private too); both MMS addresses are on loopback (the public port belongs to :mod:`handler.gate`);
+private too); both MMS addresses are on loopback (the public port belongs to :mod:`handler.serving.gate`);
 the JVM is our child, started the way ``multi-model-server --start --foreground`` starts it.
 
 Facts of MMS 1.1.11 this relies on (read from its jar):
@@ -15,7 +15,7 @@ Facts of MMS 1.1.11 this relies on (read from its jar):
   500 {"message": "Worker died."} and its worker is restarted.
 - Addresses with a port of 32767 or more are refused ("Invalid port number").
 - ``/ping`` is always HTTP 200, and a worker counts as running (and "READY" in the management API)
-  from the moment it connects, before its model is loaded: hence :mod:`handler.gate`.
+  from the moment it connects, before its model is loaded: hence :mod:`handler.serving.gate`.
 - A handler given as ``module:function`` fails the worker when its start-up call raises; a handler
   class's ``initialize`` exception is only logged (the worker then fails every request).
 """
@@ -33,7 +33,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "model"
-HANDLER = "handler.service:handle"
+HANDLER = "handler.serving.service:handle"
 MMS_CLASS = "com.amazonaws.ml.mms.ModelServer"
 
 LOG4J2 = """<?xml version="1.0" encoding="UTF-8"?>

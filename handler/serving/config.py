@@ -16,7 +16,7 @@ Variable (default): meaning.
   refuse to start (false).
 - ``FACE_BLUR_MAX_PIXELS`` (``36000000``): largest frame, width x height; larger gets 413.
 - ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (``6``, SageMaker's default): largest request body in MiB; larger gets 413.
-- ``SAGEMAKER_MODEL_SERVER_WORKERS`` (from memory and GPUs, see :func:`default_workers`).
+- ``SAGEMAKER_MODEL_SERVER_WORKERS`` (from memory and GPUs, see :func:`handler.serving.machine.default_workers`).
 - ``SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS`` (``60``): longest one frame may take; then MMS restarts
   the worker and the request fails.
 - ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (unset): the same in MINUTES. sagemaker-inference 1.10.1 writes
@@ -30,41 +30,20 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 
-from handler.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from handler.detector import BACKENDS, DetectorConfig
-from handler.pipeline import DEFAULT_MODEL_DIR, PipelineConfig, default_model_dir
+from handler.embedder import embedder_choices
+from handler.pipeline import PipelineConfig, default_model_dir
+from handler.runtime import DEVICES
+from handler.serving.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "gpu")
 DEFAULT_VMARGS = "-XX:+UseContainerSupport -XX:MaxRAMPercentage=25"
-RUN_DIR_ENV = "FACE_BLUR_RUN_DIR"  # set by handler.serve for its workers: they report ready/failed there
-
-# Memory per worker process (README: "Serving limits"). Measured through the real server with the
-# ensemble detector and MobileFaceNet: 223 MiB RSS after load and warm-up, 750-820 MiB after 18 1080p
-# and 9 4K frames. In one process (CenterFace, the default, + MobileFaceNet) 9 1080p, 9 4K and 5 720p
-# frames peaked at 0.9 GiB; the ensemble at 1.3 GiB (MTCNN runs without onnxruntime's memory arena,
-# which grew with every pyramid shape to 2.8 GiB before). 2 GiB per worker covers both.
-WORKER_BASE_BYTES = 2048 * 2**20
-# onnxruntime holds about this multiple of an embedder's file size once it has run.
-MODEL_FILE_FACTOR = 1.5
-# Kept free for the JVM front-end (about 130 MiB), the supervisor (about 60 MiB) and the page cache.
-RESERVED_BYTES = 1024 * 2**20
-
-
-def embedder_choices() -> tuple[str, ...]:
-    """``none`` plus every name ``create_embedder`` accepts (from the model manifest)."""
-    from handler.embedder import embedder_names
-
-    return ("none", *embedder_names())
-
+RUN_DIR_ENV = "FACE_BLUR_RUN_DIR"  # set by handler.serving.serve for its workers: they report ready/failed there
 
 class ConfigError(ValueError):
     """A setting has a value outside its range; the message names the variable."""
@@ -112,18 +91,17 @@ def _timeout_seconds(env: Mapping[str, str]) -> int:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Everything the server and its workers need; see the module docstring for the variables."""
+    """Everything the server and its workers need; see the module docstring for the variables.
+
+    ``pipeline`` is what each worker loads (the same :class:`PipelineConfig` the command line uses);
+    the other fields are the server's own."""
 
     host: str = "127.0.0.1"
     port: int = 8080
-    model_dir: Path = DEFAULT_MODEL_DIR
-    detector: DetectorConfig = field(default_factory=DetectorConfig)
-    embedder: str = "auto"
-    device: str = "auto"
-    gpu_fallback: bool = True
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_payload_mb: int = DEFAULT_MAX_BYTES // 2**20
-    workers: int | None = None  # None: default_workers() at start-up
+    workers: int | None = None  # None: handler.serving.machine.default_workers() at start-up
     response_timeout_s: int = 60
     startup_timeout_s: int = 600
     vmargs: str = DEFAULT_VMARGS
@@ -131,10 +109,11 @@ class ServingConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
-        if self.embedder not in embedder_choices():
-            raise ConfigError(f"embedder must be one of {', '.join(embedder_choices())}, got {self.embedder!r}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.pipeline.embedder not in embedder_choices():
+            raise ConfigError(f"embedder must be one of {', '.join(embedder_choices())}, "
+                              f"got {self.pipeline.embedder!r}")
+        if self.pipeline.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.pipeline.device!r}")
         for name in ("max_pixels", "max_payload_mb"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -143,6 +122,11 @@ class ServingConfig:
         for name in ("response_timeout_s", "startup_timeout_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 second, got {getattr(self, name)}")
+
+    @property
+    def model_dir(self) -> Path:
+        """The pipeline's model directory, resolved (``handler.pipeline.default_model_dir`` when unset)."""
+        return self.pipeline.resolved_model_dir()
 
     @property
     def max_payload_bytes(self) -> int:
@@ -161,15 +145,19 @@ class ServingConfig:
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        defaults = PipelineConfig()
+        pipeline = PipelineConfig(
+            model_dir=default_model_dir(env),
+            detector=detector,
+            embedder=_choice(env, "FACE_BLUR_EMBEDDER", defaults.embedder, embedder_choices()),
+            device=_choice(env, "FACE_BLUR_DEVICE", defaults.device, DEVICES),
+            gpu_fallback=_bool(env, "FACE_BLUR_GPU_FALLBACK", defaults.gpu_fallback),
+        )
         workers = env.get("SAGEMAKER_MODEL_SERVER_WORKERS", "").strip()
         return cls(
             host=env.get("FACE_BLUR_BIND_HOST", "").strip() or cls.host,
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", cls.port, 0, 65535),
-            model_dir=default_model_dir(env),
-            detector=detector,
-            embedder=_choice(env, "FACE_BLUR_EMBEDDER", cls.embedder, embedder_choices()),
-            device=_choice(env, "FACE_BLUR_DEVICE", cls.device, DEVICES),
-            gpu_fallback=_bool(env, "FACE_BLUR_GPU_FALLBACK", cls.gpu_fallback),
+            pipeline=pipeline,
             max_pixels=_int(env, "FACE_BLUR_MAX_PIXELS", cls.max_pixels, 1),
             max_payload_mb=_int(env, "SAGEMAKER_MAX_PAYLOAD_IN_MB", cls.max_payload_mb, 1),
             workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", 1, 1) if workers else None,
@@ -180,16 +168,17 @@ class ServingConfig:
 
     def to_env(self) -> dict[str, str]:
         """The variables that make :meth:`from_env` give this config back (for worker processes)."""
+        pipeline = self.pipeline
         env = {
             "FACE_BLUR_BIND_HOST": self.host,
             "SAGEMAKER_BIND_TO_PORT": str(self.port),
             "FACE_BLUR_MODEL_DIR": str(self.model_dir),
-            "FACE_BLUR_DETECTOR": self.detector.backend,
-            "FACE_BLUR_MIN_FACE": str(self.detector.min_face),
-            "FACE_BLUR_DETECT_MAX_SIDE": str(self.detector.max_side),
-            "FACE_BLUR_EMBEDDER": self.embedder,
-            "FACE_BLUR_DEVICE": self.device,
-            "FACE_BLUR_GPU_FALLBACK": "true" if self.gpu_fallback else "false",
+            "FACE_BLUR_DETECTOR": pipeline.detector.backend,
+            "FACE_BLUR_MIN_FACE": str(pipeline.detector.min_face),
+            "FACE_BLUR_DETECT_MAX_SIDE": str(pipeline.detector.max_side),
+            "FACE_BLUR_EMBEDDER": pipeline.embedder,
+            "FACE_BLUR_DEVICE": pipeline.device,
+            "FACE_BLUR_GPU_FALLBACK": "true" if pipeline.gpu_fallback else "false",
             "FACE_BLUR_MAX_PIXELS": str(self.max_pixels),
             "SAGEMAKER_MAX_PAYLOAD_IN_MB": str(self.max_payload_mb),
             "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": str(self.response_timeout_s),
@@ -199,71 +188,3 @@ class ServingConfig:
         if self.workers is not None:
             env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(self.workers)
         return env
-
-    def pipeline_config(self, model_dir: Path | None = None) -> PipelineConfig:
-        return PipelineConfig(
-            model_dir=Path(model_dir) if model_dir is not None else self.model_dir,
-            detector=self.detector,
-            embedder=self.embedder,
-            device=self.device,
-            gpu_fallback=self.gpu_fallback,
-        )
-
-
-# --- the machine: memory, CPUs, GPUs ---------------------------------------------------------------
-
-def memory_bytes() -> int:
-    """Memory this container may use: the cgroup limit where there is one, else the machine's."""
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
-        try:
-            raw = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if raw.isdigit():
-            total = min(total, int(raw))
-    return total
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def gpu_count(device: str) -> int:
-    """GPUs the workers will use: 0 for ``cpu``, or when onnxruntime-gpu is not installed; else
-    the count ``nvidia-smi -L`` lists (at least 1). Checked without importing onnxruntime."""
-    if device == "cpu":
-        return 0
-    try:
-        metadata.distribution("onnxruntime-gpu")
-    except metadata.PackageNotFoundError:
-        return 0
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return 0
-    try:
-        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
-def worker_bytes(model_dir: Path) -> int:
-    """Estimated RSS of one worker: the measured base plus the embedder files found in the model dir
-    (the largest one, as only one embedder loads)."""
-    sizes = [p.stat().st_size for pattern in ("*.onnx", "dlib/*.dat") for p in Path(model_dir).glob(pattern)
-             if p.is_file() and not p.name.startswith(("centerface",))]
-    return WORKER_BASE_BYTES + int(MODEL_FILE_FACTOR * max(sizes, default=0))
-
-
-def default_workers(cpus: int, memory: int, gpus: int, per_worker: int,
-                    reserved: int = RESERVED_BYTES) -> int:
-    """One worker per GPU (each holds its own CUDA context); on CPU one per core, as many as fit
-    in memory after ``reserved``; at least 1."""
-    if gpus > 0:
-        return gpus
-    fit = (memory - reserved) // max(per_worker, 1)
-    return int(max(1, min(cpus, fit)))

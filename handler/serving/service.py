@@ -1,16 +1,16 @@
-"""The handler service multi-model-server runs in each worker: ``handler.service:handle``.
+"""The handler service multi-model-server runs in each worker: ``handler.serving.service:handle``.
 
 ``HandlerService`` (the toolkit's ``DefaultHandlerService``) injects a :class:`FaceTransformer`
 (the toolkit's ``Transformer``) around :class:`FaceInferenceHandler`, whose hooks are:
 
 - ``default_model_fn``: ``load_pipeline`` once per worker, at worker start, then one warm-up frame;
-- ``default_input_fn``: :func:`handler.decode.decode_image` (bytes + Content-Type -> upright RGB);
+- ``default_input_fn``: :func:`handler.serving.decode.decode_image` (bytes + Content-Type -> upright RGB);
 - ``default_predict_fn``: ``FacePipeline.analyse``;
 - ``default_output_fn``: ``contract.dumps`` -> ``application/json``.
 
 multi-model-server calls the module function :func:`handle` with ``data=None`` when a worker starts
 (an exception there fails the worker, so a missing model never leaves a worker that "loaded" and
-fails every frame), then once per batch of requests. Errors are :mod:`handler.errors` types: the
+fails every frame), then once per batch of requests. Errors are :mod:`handler.serving.errors` types: the
 client gets their status and a short JSON message, the log gets the rest.
 """
 
@@ -33,11 +33,10 @@ from sagemaker_inference.errors import BaseInferenceToolkitError
 from sagemaker_inference.transformer import Transformer
 
 from contract import FrameResult, dumps
-from handler.config import RUN_DIR_ENV, ServingConfig
-from handler.decode import DecodeLimits, decode_image
-from handler.errors import NotAcceptableError, error_body
 from handler.pipeline import FacePipeline, load_pipeline
-from handler.runtime import SESSION_PROVIDERS
+from handler.serving.config import RUN_DIR_ENV, ServingConfig
+from handler.serving.decode import DecodeLimits, decode_image
+from handler.serving.errors import NotAcceptableError, error_body
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +78,10 @@ class FaceInferenceHandler(DefaultInferenceHandler):
         """Load the models from ``config.model_dir`` (MMS's ``model_dir`` is the same directory, or
         an empty stand-in when that one does not exist)."""
         config = self.config
-        if config.device != "cpu":
+        if config.pipeline.device != "cpu":
             _preload_cuda_libraries()
-        SESSION_PROVIDERS.clear()
-        pipeline = load_pipeline(config.pipeline_config())
-        self.providers = dict(SESSION_PROVIDERS)
+        pipeline = load_pipeline(config.pipeline)
+        self.providers = pipeline.providers
         started = time.perf_counter()
         pipeline.analyse(np.zeros((360, 640, 3), np.uint8))  # warm-up: a worker is ready only once it ran
         log.info("warm-up frame analysed in %.0f ms", 1000 * (time.perf_counter() - started))
@@ -192,7 +190,7 @@ class HandlerService(DefaultHandlerService):
         started = time.perf_counter()
         try:
             gpu = context.system_properties.get("gpu_id")
-            if gpu is not None and self._service.handler.config.device != "cpu":
+            if gpu is not None and self._service.handler.config.pipeline.device != "cpu":
                 os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)  # one GPU per worker, before any CUDA init
             self._service.validate_and_initialize(model_dir=context.system_properties.get("model_dir"),
                                                   context=context)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from handler.errors import (
+from handler.serving.errors import (
     BadImageError,
     EmptyBodyError,
     ImageTooLargeError,

