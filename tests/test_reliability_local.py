@@ -206,6 +206,19 @@ def test_the_lambda_refuses_an_output_on_its_frames_before_claiming_or_submittin
     assert sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]) == before  # no claim object
 
 
+@pytest.mark.parametrize(("output", "name"), [("s3://b/f", "frames"), ("s3://b/f/blurred", "frames"),
+                                              ("s3://b/", "frames"), ("s3://b/refs/out", "references"),
+                                              ("s3://b/r", "results")])
+def test_job_options_aimed_at_an_input_cannot_be_made(output, name):
+    """What scripts/start_job.py writes is a JobOptions: refused before it is written."""
+    from postprocess.locations import LocationError
+    from postprocess.run import JobOptions
+
+    with pytest.raises(LocationError, match=f"overlaps the {name} location"):
+        JobOptions("s3://b/f", "s3://b/r", output, "s3://b/refs")
+    JobOptions("s3://b/f", "s3://b/r", "s3://b/f2", "s3://b/refs")  # a neighbour is fine
+
+
 @pytest.mark.parametrize("step", ["plan", "render", "finalize"])
 def test_every_batch_step_refuses_such_options(s3, bucket, step, capsys):
     from postprocess import batch
