@@ -1,7 +1,8 @@
 """``face-blur``: the command line (console script ``face-blur = faceblur.cli:main``).
 
 Subcommands: ``run`` (video, frames folder or photo in, anonymised copy out, everything local),
-``render`` (again from a saved plan, no detection), ``serve`` (the inference server),
+``render`` (again from a saved plan, no detection; ``--draw-boxes``: a debug copy), ``review`` (a
+local web page to check and edit a plan, faceblur/review/), ``serve`` (the inference server),
 ``transform`` (the Batch Transform stand-in), ``postprocess`` (the post-processing stage on local
 paths or S3). ``face-blur <command> --help`` lists every option with its default.
 
@@ -207,10 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--workers", type=_number(int, 1, 64), default=2, help="blur threads")
     render.add_argument("--allow-truncated", action="store_true",
                         help="render a video cut short (fewer frames than its container declares)")
+    render.add_argument("--draw-boxes", action="store_true",
+                        help="a debug copy instead: every box of the plan drawn, one colour per decision, with the "
+                             "detector score, and nothing blurred (default output <input stem>_boxes<ext>)")
     _add_blur_options(render)
     _add_video_options(render)
     _add_common(render)
     render.set_defaults(func=_cmd_render)
+
+    _add_review_parser(sub, fmt)
 
     serve = sub.add_parser("serve", help="start the inference server (127.0.0.1:8080 by default)",
                            description="The inference server (handler/serving/serve.py); its options follow: "
@@ -290,13 +296,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     from faceblur.local import default_output, render
 
-    output = args.output or default_output(args.input)
+    output = args.output or default_output(args.input, "_boxes" if args.draw_boxes else "_anonymized")
     with _usage():
         render_config, encode_config = _render_config(args), _encode_config(args)
     summary = render(args.input, args.plan_path, output, render_config, encode_config,
-                     args.workers, args.progress, args.overwrite, args.allow_truncated)
+                     args.workers, args.progress, args.overwrite, draw_boxes=args.draw_boxes,
+                     allow_truncated=args.allow_truncated)
     for line in summary.lines():
         log.info("%s", line)
+    return EXIT_OK
+
+
+def _add_review_parser(sub, fmt) -> None:
+    review = sub.add_parser("review", formatter_class=fmt,
+                            help="check and edit a plan on a local web page, then render",
+                            description="A web page on this machine with one card per person: flip who is blurred, "
+                                        "check any frame, add a missed face, save the edited plan beside the "
+                                        "original and render it (faceblur/review/).")
+    review.add_argument("input", help="the video, frames folder, photo or s3:// frames prefix the plan was made for")
+    review.add_argument("--plan", required=True, dest="plan_path", help="plan JSON (a path or s3://)")
+    review.add_argument("--host", default="127.0.0.1", help="listen address (anything but loopback exposes the page)")
+    review.add_argument("--port", type=_number(int, 0, 65535), default=8765, help="listen port (0: any free one)")
+    review.add_argument("--open", action="store_true", dest="open_browser", help="open the page in a browser")
+    review.add_argument("-o", "--output", default=None,
+                        help="render output (default: <input stem>_reviewed<ext> beside the input; on S3 "
+                             "<plan folder>/reviewed/); must be in the input's or the plan's folder")
+    review.add_argument("--workers", type=_number(int, 1, 64), default=2, help="blur threads of a render")
+    _add_blur_options(review)
+    _add_video_options(review)
+    review.add_argument("-v", "--verbose", action="count", default=0, help="more log detail")
+    review.set_defaults(func=_cmd_review, progress=False)
+
+
+def _review_only_parser() -> argparse.ArgumentParser:
+    from postprocess.options import HelpFormatter
+
+    parser = _Parser(prog="face-blur", formatter_class=HelpFormatter)
+    _add_review_parser(parser.add_subparsers(dest="command", metavar="COMMAND", required=True), HelpFormatter)
+    return parser
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from faceblur.review.app import serve
+    from faceblur.review.session import ReviewSession
+    from postprocess.blur import RenderConfig
+
+    with _usage():
+        render_config, encode_config = _render_config(args), _encode_config(args)
+    # no blur option given: the session uses those of the run that made the plan where it can find them
+    given = render_config.to_dict() if render_config != RenderConfig() else {}
+    session = ReviewSession(args.input, args.plan_path, given, asdict(encode_config), output=args.output,
+                            workers=args.workers)
+    serve(session, args.host, args.port, args.open_browser,
+          on_ready=lambda url: print(f"face-blur review: {url} (Ctrl-C to stop)", flush=True))
     return EXIT_OK
 
 
@@ -376,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["serve"]:  # every option belongs to handler.serve (argparse cannot pass them on)
         args = argparse.Namespace(command="serve", args=argv[1:], func=_cmd_serve)
         return _dispatch(args, verbose=1 if {"-v", "--verbose"} & set(argv) else 0)
-    parser = build_parser()
+    # review: only its own options, so opening the page does not import the planning code (SciPy)
+    parser = _review_only_parser() if argv[:1] == ["review"] else build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, usage errors: argparse has printed its message

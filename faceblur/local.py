@@ -63,11 +63,11 @@ def input_kind(path: Path) -> str:
                      f"({', '.join(VIDEO_SUFFIXES)}), a photo ({', '.join(PHOTO_SUFFIXES)}) or a folder of frames")
 
 
-def default_output(path: Path) -> Path:
+def default_output(path: Path, tag: str = "_anonymized") -> Path:
     """``<stem>_anonymized<ext>`` beside the input (a folder: ``<name>_anonymized``)."""
     if path.is_dir():
-        return path.with_name(path.name.rstrip("/") + "_anonymized")
-    return path.with_name(f"{path.stem}_anonymized{path.suffix}")
+        return path.with_name(path.name.rstrip("/") + tag)
+    return path.with_name(f"{path.stem}{tag}{path.suffix}")
 
 
 def read_image(path: Path) -> tuple[bytes, np.ndarray]:
@@ -236,7 +236,18 @@ def analyse_frames(pipeline, folder: Path, refs, store: ResultStore, workers: in
         bar.update(1)
 
 
-def _blur_function(plan, blurrer) -> Callable[[int, np.ndarray], bool]:
+def _blur_function(plan, blurrer, overlay=None) -> Callable[[int, np.ndarray], bool]:
+    if overlay is not None:  # --draw-boxes: the original with every box (faceblur/review/overlay.py)
+        from faceblur.review.overlay import draw
+
+        def boxes(index: int, rgb: np.ndarray) -> bool:
+            entries = overlay.at(index)
+            if entries:
+                rgb[...] = draw(rgb, entries)
+            return bool(entries)
+
+        return boxes
+
     def process(index: int, rgb: np.ndarray) -> bool:
         if plan.is_full_frame(index):
             blurrer.blur_whole(rgb)
@@ -255,25 +266,47 @@ def _atomic_file(path: Path, data: bytes, overwrite: bool) -> None:
         tmp.write_bytes(data)
 
 
+def _ticker(bar, on_frames: Callable[[int], None] | None) -> Callable[[int], None]:
+    if on_frames is None:
+        return bar.update
+
+    def tick(n: int = 1) -> None:
+        bar.update(n)
+        on_frames(n)
+
+    return tick
+
+
 def render_input(kind: str, source: Path, output: Path, plan, render_config, encode: EncodeConfig,
-                 workers: int, progress: bool, overwrite: bool, total: int | None = None) -> int:
-    """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written."""
+                 workers: int, progress: bool, overwrite: bool, total: int | None = None, overlay=None,
+                 on_frames: Callable[[int], None] | None = None) -> int:
+    """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written.
+    ``overlay`` (a ``faceblur.review.overlay.Overlay``): draw every box instead of blurring (a
+    debug copy); ``on_frames(n)``: called as frames are written (the review page's progress bar)."""
     from postprocess.blur import Blurrer
     from postprocess.parallel import bounded_map
     from postprocess.render import RenderError, render_image
 
     blurrer = Blurrer(render_config)
+    process = _blur_function(plan, blurrer, overlay)
     if kind == "video":
         info = probe(source)
         _check_size(plan, info.width, info.height, source)
         with _bar(total or info.estimated_frames, "blur+encode", progress) as bar:
-            done = rewrite_video(source, output, _blur_function(plan, blurrer), encode, workers,
-                                 progress=bar.update, overwrite=overwrite)
+            done = rewrite_video(source, output, process, encode, workers,
+                                 progress=_ticker(bar, on_frames), overwrite=overwrite)
         return done.frame_count
     if kind == "photo":
         if output.suffix.lower() != source.suffix.lower():
             raise InputError(f"{output}: a photo is written in its own format ({source.suffix}); "
                              "give an output name with that extension")
+        if overlay is not None:
+            from faceblur.review.frames import decode
+
+            rgb = decode(source.read_bytes(), source.name)
+            process(1, rgb)
+            _atomic_file(output, _encode_like(rgb, source.name), overwrite)
+            return 1
         try:  # decoded once, by render_image, which also checks the size against the plan's
             body = render_image(source.read_bytes(), source.name, plan.boxes(1), plan.is_full_frame(1), blurrer,
                                 (plan.width, plan.height) if plan.width else None)
@@ -285,6 +318,12 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
 
     def one(ref) -> bytes:
         data = (source / ref.key).read_bytes()
+        if overlay is not None:
+            from faceblur.review.frames import decode
+
+            rgb = decode(data, ref.key)
+            process(ref.number, rgb)
+            return _encode_like(rgb, ref.key)
         try:
             return render_image(data, ref.key, plan.boxes(ref.number), plan.is_full_frame(ref.number), blurrer,
                                 (plan.width, plan.height) if plan.width else None)
@@ -292,12 +331,23 @@ def render_input(kind: str, source: Path, output: Path, plan, render_config, enc
             raise InputError(str(exc)) from None
 
     with atomic_output(output, overwrite, folder=True) as tmp, _bar(len(refs), "blur", progress) as bar:
+        tick = _ticker(bar, on_frames)
         for ref, body in bounded_map(one, refs, workers, window=workers * 2):
             target = tmp / ref.key
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(body)
-            bar.update(1)
+            tick(1)
     return len(refs)
+
+
+def _encode_like(rgb: np.ndarray, name: str) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG" if name.lower().endswith(".png") else "JPEG", quality=95)
+    return buf.getvalue()
 
 
 def _check_size(plan, width: int, height: int, source: Path) -> None:
@@ -450,20 +500,30 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
 
 
 def render(source: Path, plan_path: Path, output: Path, render_config, encode: EncodeConfig | None = None,
-           workers: int = 2, progress: bool = True, overwrite: bool = False,
-           allow_truncated: bool = False) -> RunSummary:
-    """``face-blur render``: re-render from a saved plan, without detecting again."""
+           workers: int = 2, progress: bool = True, overwrite: bool = False, draw_boxes: bool = False,
+           on_frames: Callable[[int], None] | None = None, allow_truncated: bool = False) -> RunSummary:
+    """``face-blur render``: re-render from a saved plan, without detecting again (``draw_boxes``:
+    a debug copy with every box drawn and nothing blurred)."""
+    import json
+
+    from postprocess.locations import check_output
     from postprocess.plan_format import Plan
 
     kind = input_kind(source)
     _preflight(kind, source, output, (), None, overwrite)
-    from postprocess.locations import check_output
-
     check_output(output, {"plan": plan_path})
     try:
-        plan = Plan.loads(plan_path.read_bytes())
+        body = plan_path.read_bytes()
     except FileNotFoundError:
         raise InputError(f"{plan_path}: no such plan file") from None
+    plan = Plan.loads(body)
+    overlay = None
+    if draw_boxes:
+        from faceblur.review.overlay import Overlay
+
+        overlay = Overlay(json.loads(body))
+        log.warning("--draw-boxes: %s shows every face clear with its box; it is for checking, not publishing",
+                    output)
     if kind == "video" and not allow_truncated:
         from faceblur.truncation import check_end
 
@@ -471,7 +531,7 @@ def render(source: Path, plan_path: Path, output: Path, render_config, encode: E
     summary = RunSummary(kind, source, output, plan=plan.summary, detector=plan.detector, embedder=plan.embedder)
     clock = time.perf_counter()
     summary.frames = render_input(kind, source, output, plan, render_config, encode or EncodeConfig(), workers,
-                                  progress, overwrite)
+                                  progress, overwrite, overlay=overlay, on_frames=on_frames)
     summary.faces = int(plan.summary.get("faces", 0))
     summary.seconds["blur+write"] = time.perf_counter() - clock
     return summary

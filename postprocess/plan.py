@@ -254,7 +254,7 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
             borderline=d.borderline, rows="".join(ROW_KIND[kinds]),
             samples=max((s.samples for s in sc.values()), default=0),
             scores={p: float(s.score) for p, s in sc.items() if np.isfinite(s.score)}, person=d.person,
-            threshold=threshold if sc else None, margin=margin if sc else None))
+            threshold=threshold if sc else None, margin=margin if sc else None, confidence=t.confidence))
     identity = {"threshold": threshold, "margin": margin, "min_samples": config.min_samples,
                 "references": {p: list(photos) for p, photos in (references or {}).items()}
                 if config.mode in ("unknown", "known") else {},

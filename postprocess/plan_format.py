@@ -18,7 +18,9 @@ JSON layout (schema ``face-blur/plan/v1``)::
                     "samples": 16, "scores": {"alice": 0.412}, "person": "alice",
                     "threshold": 0.3, "margin": 0.05,
                     "decision": "keep", "reason": "matches reference 'alice': ...",
-                    "borderline": false}, ...],
+                    "borderline": false,
+                    "confidence": [0.0, 0.91, ...]},    optional: detector score per frame (0: added row)
+                   ...],
      "summary": {"frames": ..., "sequences": ..., "blurred": ..., ...}}
 
 ``decision`` is ``blur`` | ``keep`` | ``drop`` (a likely false positive, not blurred). The sequences
@@ -63,9 +65,15 @@ class SequencePlan:
     person: str | None = None
     threshold: float | None = None
     margin: float | None = None
+    confidence: np.ndarray | None = None  # detector score per frame (0 for added rows); optional
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, np.float32).reshape(-1, 4)
+        if self.confidence is not None:
+            self.confidence = np.asarray(self.confidence, np.float32).reshape(-1)
+            if len(self.confidence) != len(self.boxes):
+                raise PlanError(f"sequence {self.id}: confidence has {len(self.confidence)} values for "
+                                f"{len(self.boxes)} boxes")
         if self.decision not in DECISIONS:
             raise PlanError(f"sequence {self.id}: decision must be one of {', '.join(DECISIONS)}, "
                             f"got {self.decision!r}")
@@ -81,13 +89,16 @@ class SequencePlan:
         return self.first + len(self.boxes) - 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id, "shot": self.shot, "first": self.first, "last": self.last, "rows": self.rows,
             "boxes": np.round(self.boxes.astype(np.float64), 1).tolist(),
             "samples": self.samples, "scores": {p: round(s, 4) for p, s in self.scores.items()},
             "person": self.person, "threshold": self.threshold, "margin": self.margin,
             "decision": self.decision, "reason": self.reason, "borderline": self.borderline,
         }
+        if self.confidence is not None:
+            out["confidence"] = np.round(self.confidence.astype(np.float64), 2).tolist()
+        return out
 
     @classmethod
     def from_dict(cls, d: Any, where: str) -> SequencePlan:
@@ -113,7 +124,8 @@ class SequencePlan:
                        decision=d["decision"], reason=str(d.get("reason", "")),
                        borderline=bool(d.get("borderline", False)), rows=str(d.get("rows", "")),
                        samples=int(d.get("samples", 0)), scores={str(k): float(v) for k, v in scores.items()},
-                       person=d.get("person"), threshold=d.get("threshold"), margin=d.get("margin"))
+                       person=d.get("person"), threshold=d.get("threshold"), margin=d.get("margin"),
+                       confidence=d.get("confidence"))
         except PlanError as exc:
             raise PlanError(f"{where}: {exc}") from None
         except (TypeError, ValueError) as exc:
