@@ -228,6 +228,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write the plan (what was blurred and why) to this JSON file (default: not kept)")
     run.add_argument("--workers", type=_number(int, 1, 64), default=2,
                      help="analysis and blur threads (decoding and encoding run on their own threads)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the frames an interrupted run over the same input analysed (refused "
+                          "when the detection/embedding options differ, naming them)")
+    run.add_argument("--allow-truncated", action="store_true",
+                     help="a video cut short (fewer frames than its container declares): anonymise the frames "
+                          "there instead of stopping; the summary says so")
     _add_plan_options(run)
     _add_blur_options(run)
     _add_inference_options(run)
@@ -245,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="output path (default: <input stem>_anonymized<ext>)")
     render.add_argument("--overwrite", action="store_true", help="replace an existing output")
     render.add_argument("--workers", type=_number(int, 1, 64), default=2, help="blur threads")
+    render.add_argument("--allow-truncated", action="store_true",
+                        help="render a video cut short (fewer frames than its container declares)")
     render.add_argument("--draw-boxes", action="store_true",
                         help="a debug copy instead: every box of the plan drawn, one colour per decision, with the "
                              "detector score, and nothing blurred (default output <input stem>_boxes<ext>)")
@@ -322,7 +330,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = LocalConfig(pipeline=_pipeline_config(args), plan=_plan_config(args), render=_render_config(args),
                              encode=_encode_config(args), references=tuple(args.ref), workers=args.workers,
                              progress=args.progress, overwrite=args.overwrite, plan_path=args.plan_path,
-                             analysis=args.analysis, adaptive=_adaptive_config(args))
+                             analysis=args.analysis, adaptive=_adaptive_config(args),
+                             allow_truncated=args.allow_truncated, resume=args.resume)
     output = args.output or default_output(args.input)
     summary = run(args.input, output, config)
     for line in summary.lines():
@@ -337,7 +346,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     with _usage():
         render_config, encode_config = _render_config(args), _encode_config(args)
     summary = render(args.input, args.plan_path, output, render_config, encode_config,
-                     args.workers, args.progress, args.overwrite, draw_boxes=args.draw_boxes)
+                     args.workers, args.progress, args.overwrite, draw_boxes=args.draw_boxes,
+                     allow_truncated=args.allow_truncated)
     for line in summary.lines():
         log.info("%s", line)
     return EXIT_OK

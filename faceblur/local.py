@@ -22,13 +22,9 @@ analysis, the others go to the store marked not analysed (covered by the plan's 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,11 +32,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from contract import FrameResult
+from faceblur.preflight import REFERENCE_SUFFIXES
 from faceblur.progress import progress_bar
+from faceblur.truncation import FrameTally, check_count
 from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
 from postprocess.identity import photo_faces
 from postprocess.results import ResultStore
 from postprocess.summary import RunSummary
+from postprocess.tempfiles import atomic_output
 
 if TYPE_CHECKING:  # imported where used: loading the models or scipy only when a command needs them
     from tqdm import tqdm
@@ -56,7 +55,6 @@ if TYPE_CHECKING:  # imported where used: loading the models or scipy only when 
 log = logging.getLogger(__name__)
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-REFERENCE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 MAX_IMAGE_BYTES = 1 << 30  # a local photo may be far over SageMaker's 6 MB request limit
 
 
@@ -127,6 +125,8 @@ class LocalConfig:
     plan_path: Path | None = None
     analysis: str = "adaptive"  # adaptive | every (faceblur/adaptive.py; videos only)
     adaptive: AdaptiveConfig | None = None  # None: its defaults
+    allow_truncated: bool = False  # a cut-short video: go on with the frames there (faceblur/truncation.py)
+    resume: bool = False  # continue from an interrupted run's analysed frames (faceblur/resume.py)
 
     def __post_init__(self) -> None:
         if not 1 <= self.workers <= 64:
@@ -166,19 +166,30 @@ def load_references(pipeline: FacePipeline, paths: tuple[Path, ...]) -> dict[str
     return people
 
 
-def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, workers: int, bar: tqdm) -> int:
-    """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame."""
+def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, workers: int, bar: tqdm,
+                  skip: Container[int] = (), tally: FrameTally | None = None) -> int:
+    """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame (those in
+    ``skip``, analysed by an interrupted run, are decoded only); returns the frames decoded, and
+    counts them in ``tally`` (for the truncation check)."""
     from postprocess.parallel import bounded_map
 
-    count = 0
-    for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), iter_frames(path),
+    tally = tally if tally is not None else FrameTally()
+
+    def frames() -> Iterator:
+        for frame in iter_frames(path):
+            tally.see(frame)
+            if frame.index in skip:
+                bar.update(1)
+                continue
+            yield frame
+
+    for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), frames(),
                                      workers, window=workers * 2):
         store.add(frame.index, result)
-        count += 1
         bar.update(1)
-    if count == 0:
+    if tally.decoded == 0:
         raise VideoError(f"{path}: no frames decoded")
-    return count
+    return tally.decoded
 
 
 def _analyse_adaptive(pipeline, pipeline_config, plan_config, config: LocalConfig, source: Path, store, bar):
@@ -216,8 +227,11 @@ def _frame_refs(folder: Path) -> list[FrameRef]:
 
 
 def analyse_frames(pipeline: FacePipeline, folder: Path, refs: list[FrameRef], store: ResultStore, workers: int,
-                   bar: tqdm) -> None:
+                   bar: tqdm, skip: Container[int] = ()) -> None:
     from postprocess.parallel import bounded_map
+
+    bar.update(sum(ref.number in skip for ref in refs))
+    refs = [ref for ref in refs if ref.number not in skip]
 
     def one(ref: FrameRef) -> FrameResult:
         _, image = read_image(folder / ref.key)
@@ -254,30 +268,7 @@ def _blur_function(plan: Plan, blurrer: Blurrer, overlay: Overlay | None = None
     return process
 
 
-@contextlib.contextmanager
-def _output_folder(path: Path, overwrite: bool) -> Iterator[Path]:
-    """A temporary folder beside ``path``, renamed to it on success (an old one replaced)."""
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: output exists (use --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _atomic_file(path: Path, data: bytes, overwrite: bool) -> None:
-    from faceblur.video import atomic_output
-
     with atomic_output(path, overwrite) as tmp:
         tmp.write_bytes(data)
 
@@ -343,7 +334,7 @@ def render_input(kind: str, source: Path, output: Path, plan: Plan, render_confi
         except RenderError as exc:
             raise InputError(str(exc)) from None
 
-    with _output_folder(output, overwrite) as tmp, progress_bar(len(refs), "blur", progress) as bar:
+    with atomic_output(output, overwrite, folder=True) as tmp, progress_bar(len(refs), "blur", progress) as bar:
         tick = _ticker(bar, on_frames)
         for ref, body in bounded_map(one, refs, workers, window=workers * 2):
             target = tmp / ref.key
@@ -371,6 +362,59 @@ def _check_size(plan: Plan, width: int, height: int, source: Path) -> None:
 # ---------------------------------------------------------------------------------------------- commands
 
 
+def _preflight(kind: str, source: Path, output: Path, references: tuple[Path, ...], plan_path: Path | None,
+               overwrite: bool) -> None:
+    """What can fail later, checked before models load or a frame is decoded (faceblur/preflight.py)."""
+    from faceblur import preflight
+
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
+    preflight.check_locations(source, output, references, plan_path)
+    if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"{output}: the output of a video must be {', '.join(VIDEO_SUFFIXES)}")
+    preflight.check_references(references)
+    preflight.check_writable(output)
+    if plan_path is not None:
+        preflight.check_writable(plan_path, "plan file")
+    preflight.check_space(output, preflight.input_bytes(source))
+
+
+def _check_video(source: Path, info, picks, allow_truncated: bool) -> None:
+    from faceblur.preflight import check_picks
+    from faceblur.truncation import check_end, declared_frames
+
+    if not allow_truncated:
+        check_end(source, info)
+    declared, slack = declared_frames(info)
+    if declared:
+        check_picks(picks, declared, (info.width, info.height), str(source), slack=0 if info.frame_count else slack)
+
+
+def _journal(kind: str, source: Path, refs: list[FrameRef] | None, pipeline_config: PipelineConfig,
+             summary: RunSummary, resume: bool, analysis: str):
+    """The resume journal of this run (faceblur/resume.py), None for a photo."""
+    from faceblur.resume import Journal, analysis_options, input_identity
+
+    if kind == "photo":
+        return None
+    identity = input_identity(source, [ref.key for ref in refs] if refs is not None else ())
+    options = analysis_options(pipeline_config, summary.detector, summary.embedder)
+    options["analysis"] = analysis if kind == "video" else "every"
+    return Journal.open(identity, options, resume)
+
+
+class _Recorded:
+    """``add`` to the results store and to the resume journal alike."""
+
+    def __init__(self, store: ResultStore, journal) -> None:
+        self.store, self.journal = store, journal
+
+    def add(self, frame: int, result: FrameResult) -> None:
+        self.store.add(frame, result)
+        if self.journal is not None:
+            self.journal.add(frame, result)
+
+
 def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     """``face-blur run``: detect, decide, blur, write (see the module docstring)."""
     from handler.pipeline import PipelineConfig, load_pipeline
@@ -383,15 +427,21 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     render_config = config.render or RenderConfig()
     if plan_config.mode in ("unknown", "known") and not config.references:
         raise InputError(f"mode {plan_config.mode!r} needs at least one --ref photo or folder")
-    if output.exists() and not config.overwrite:
-        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
-    if output.resolve() == source.resolve():
-        raise InputError(f"{output}: the output would replace the input")
-    if kind == "video" and output.suffix.lower() not in VIDEO_SUFFIXES:
-        raise InputError(f"{output}: the output of a video must be {', '.join(VIDEO_SUFFIXES)}")
+    _preflight(kind, source, output, config.references, config.plan_path, config.overwrite)
     summary = RunSummary(output=str(output), kind=kind, input=str(source))
     clock = time.perf_counter()
     info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
+    refs = _frame_refs(source) if kind == "frames" else None
+    if info is not None:
+        _check_video(source, info, plan_config.picks, config.allow_truncated)
+    elif refs is not None:
+        from faceblur.preflight import check_picks
+
+        check_picks(plan_config.picks, {ref.number for ref in refs}, None, str(source))
+    else:
+        from faceblur.preflight import check_picks
+
+        check_picks(plan_config.picks, 1, None, f"the photo {source}")
 
     pipeline_config = config.pipeline or PipelineConfig()
     adaptive = kind == "video" and config.analysis == "adaptive"
@@ -414,61 +464,83 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     summary.stages["load"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
+    if adaptive and config.resume:  # the scheduler picks frames from what it found: it starts again
+        summary.notes.append("--resume continues --analysis every runs and frame folders; adaptive analysis "
+                             "started again")
+    journal = _journal(kind, source, refs, pipeline_config, summary, config.resume and not adaptive,
+                       config.analysis)
     store = ResultStore()
+    done = False
     try:
+        resumed = journal.resumed if journal is not None else {}
+        for number, result in resumed.items():
+            store.add(number, result)
+        if resumed:
+            summary.notes.append(f"resumed: {len(resumed)} frames analysed by an interrupted run were reused")
+        recorded = _Recorded(store, journal)
         if adaptive:
             with progress_bar(info.estimated_frames if info else None, "decode+detect", config.progress) as bar:
-                summary.analysis = _analyse_adaptive(pipeline, pipeline_config, plan_config, config, source, store,
-                                                     bar)
+                summary.analysis = _analyse_adaptive(pipeline, pipeline_config, plan_config, config, source,
+                                                     recorded, bar)
             summary.frames = summary.analysis.frames
+            assert info is not None
+            truncated = check_count(source, info, summary.frames, None, config.allow_truncated)
+            if truncated:
+                summary.notes.append(truncated)
         elif kind == "video":
             assert info is not None
+            tally = FrameTally()
             with progress_bar(info.estimated_frames, "decode+detect", config.progress) as bar:
-                summary.frames = analyse_video(pipeline, source, store, config.workers, bar)
+                summary.frames = analyse_video(pipeline, source, recorded, config.workers, bar, resumed, tally)
+            truncated = check_count(source, info, summary.frames, tally.end, config.allow_truncated)
+            if truncated:
+                summary.notes.append(truncated)
         elif kind == "photo":
             _, image = read_image(source)
             store.add(1, pipeline.analyse(image, 1))
             summary.frames = 1
         else:
-            refs = _frame_refs(source)
+            assert refs is not None
             with progress_bar(len(refs), "detect", config.progress) as bar:
-                analyse_frames(pipeline, source, refs, store, config.workers, bar)
+                analyse_frames(pipeline, source, refs, recorded, config.workers, bar, skip=resumed)
             summary.frames = len(refs)
         summary.faces = store.faces
         summary.stages["detect"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         plan = make_plan(store, plan_config, references)
+        summary.plan = plan.summary
+        if config.plan_path is not None:
+            _atomic_file(config.plan_path, plan.dumps(indent=1), overwrite=True)
+            log.info("plan written to %s", config.plan_path)
+        summary.stages["plan"] = time.perf_counter() - clock
+
+        clock = time.perf_counter()
+        render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
+                     config.overwrite, total=summary.frames)
+        summary.stages["blur+write"] = time.perf_counter() - clock
+        done = True
     finally:
         store.close()
-    summary.plan = plan.summary
-    if config.plan_path is not None:
-        _atomic_file(config.plan_path, plan.dumps(indent=1), overwrite=True)
-        log.info("plan written to %s", config.plan_path)
-    summary.stages["plan"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
-                 config.overwrite, total=summary.frames)
-    summary.stages["blur+write"] = time.perf_counter() - clock
+        if journal is not None:  # kept after a failure or an interrupt: --resume continues from it
+            journal.close(keep=not done)
     return summary
 
 
 def render(source: Path, plan_path: Path, output: Path, render_config: RenderConfig,
            encode: EncodeConfig | None = None,
            workers: int = 2, progress: bool = True, overwrite: bool = False, draw_boxes: bool = False,
-           on_frames: Callable[[int], None] | None = None) -> RunSummary:
+           on_frames: Callable[[int], None] | None = None, allow_truncated: bool = False) -> RunSummary:
     """``face-blur render``: re-render from a saved plan, without detecting again (``draw_boxes``:
     a debug copy with every box drawn and nothing blurred)."""
     import json
 
+    from postprocess.locations import check_output
     from postprocess.plan_format import Plan
 
     kind = input_kind(source)
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output}: output exists (use --overwrite to replace it)")
-    if output.resolve() == source.resolve():
-        raise InputError(f"{output}: the output would replace the input")
+    _preflight(kind, source, output, (), None, overwrite)
+    check_output(output, {"plan": plan_path})
     try:
         body = plan_path.read_bytes()
     except FileNotFoundError:
@@ -481,6 +553,10 @@ def render(source: Path, plan_path: Path, output: Path, render_config: RenderCon
         overlay = Overlay(json.loads(body))
         log.warning("--draw-boxes: %s shows every face clear with its box; it is for checking, not publishing",
                     output)
+    if kind == "video" and not allow_truncated:
+        from faceblur.truncation import check_end
+
+        check_end(source, probe(source))
     summary = RunSummary(output=str(output), kind=kind, input=str(source), plan=plan.summary,
                          detector=plan.detector, embedder=plan.embedder)
     clock = time.perf_counter()

@@ -174,13 +174,15 @@ def run_transform(config: TransformConfig, progress: bool = True, store=None) ->
     ``<output>/<rel>.out``; raises :class:`TransformFailedError` when any object failed."""
     from tqdm import tqdm
 
+    from postprocess.locations import LocationError, check_output
     from postprocess.parallel import bounded_map
-    from postprocess.storage import Store, folder, join, overlaps
+    from postprocess.storage import Store, folder, join
 
     store = store or Store()
-    if overlaps(config.input_uri, config.output_uri):
-        raise TransformError(f"output {config.output_uri} overlaps input {config.input_uri}; "
-                             "results must go to a separate prefix")
+    try:  # the one location check (postprocess/locations.py)
+        check_output(config.output_uri, {"input": config.input_uri})
+    except LocationError as exc:
+        raise TransformError(str(exc)) from None
     started = time.perf_counter()
     objects = list(store.list(config.input_uri))  # first: S3 credentials and the bucket are checked here
     if not objects:

@@ -36,6 +36,7 @@ from typing import Any
 
 from postprocess.blur import RenderConfig
 from postprocess.config import PlanConfig
+from postprocess.locations import LocationError, check_locations  # noqa: F401  (LocationError: re-exported)
 from postprocess.parallel import default_threads
 from postprocess.plan import make_plan
 from postprocess.plan_format import Plan
@@ -50,8 +51,9 @@ from postprocess.reading import (
     read_results,
 )
 from postprocess.render import MANIFEST_NAME, RenderManifest, RenderStats, read_progress, render_frames
-from postprocess.storage import StorageError, Store, folder, join, overlaps
+from postprocess.storage import StorageError, Store, folder, is_s3, join, local_path
 from postprocess.summary import RunSummary
+from postprocess.tempfiles import remove_stale_under
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,6 @@ MARKER_SCHEMA = "face-blur/complete/v1"
 OPTIONS_NAME = "face-blur-options.json"
 OPTIONS_SCHEMA = "face-blur/options/v1"
 MISSING_POLICIES = ("fail", "blur-frame")
-
-
-class LocationError(ValueError):
-    """The output overlaps an input location."""
 
 
 class MissingResultsError(RuntimeError):
@@ -142,6 +140,11 @@ class JobOptions:
     config: RunConfig = field(default_factory=RunConfig)
     frame_count: int | None = None  # optional hint: lets the Lambda choose without listing
 
+    def __post_init__(self) -> None:
+        # Checked where the options are made or read, so the start script, the Lambda (before its
+        # claim object) and every Batch step refuse them before writing anything.
+        check_locations(self.frames, self.results, self.output, self.references)
+
     def to_json(self) -> bytes:
         data: dict[str, Any] = {"schema": OPTIONS_SCHEMA, "frames": self.frames, "results": self.results,
                                 "references": self.references, "output": self.output,
@@ -172,22 +175,14 @@ class JobOptions:
             config = RunConfig.from_dict(data.get("options") or {})
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where}: options: {exc}") from None
-        return cls(data["frames"], data["results"], data["output"], refs, config, count)
+        try:
+            return cls(data["frames"], data["results"], data["output"], refs, config, count)
+        except LocationError as exc:
+            raise LocationError(f"{where}: {exc}") from None
 
     @classmethod
     def load(cls, store: Store, uri: str) -> JobOptions:
         return cls.from_json(store.read(uri), uri)
-
-
-def check_locations(frames_uri: str, results_uri: str, output_uri: str, references_uri: str | None = None) -> None:
-    """Refuse an output that is, contains or lies inside an input prefix."""
-    inputs = {"frames": frames_uri, "results": results_uri}
-    if references_uri:
-        inputs["references"] = references_uri
-    for name, uri in inputs.items():
-        if overlaps(output_uri, uri):
-            raise LocationError(f"output {folder(output_uri)} overlaps the {name} location {folder(uri)}: "
-                                "choose an output outside every input (the run never writes under its inputs)")
 
 
 def run_digest(plan_json: bytes, render: RenderConfig, frames: RenderManifest | list) -> str:
@@ -247,6 +242,8 @@ def plan_step(store: Store, frames_uri: str, results_uri: str, output_uri: str, 
     digest = run_digest(plan_json, config.render, frames)
 
     out = folder(output_uri)
+    if not is_s3(out):  # what a killed run left (postprocess/tempfiles.py); S3 PUTs leave nothing
+        remove_stale_under(local_path(out))
     previous = _read_json(store, join(out, MANIFEST_NAME))
     marker = _read_json(store, join(out, MARKER_NAME))
     same = previous is not None and previous.get("digest") == digest

@@ -26,12 +26,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from postprocess.tempfiles import create_temporary
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +219,12 @@ class _Local:
     def _atomic(self, dst: Path, fill: Callable[[Any], None]) -> None:
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+            fd, tmp = create_temporary(dst)  # locked while written, mode from the umask
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fill(fh)
-                os.replace(tmp, dst)
+                    fh.flush()
+                    os.replace(tmp, dst)  # while still locked
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise

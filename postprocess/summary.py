@@ -29,6 +29,7 @@ class RunSummary:
     input: str = ""
     detector: str = ""
     embedder: str = ""
+    notes: list[str] = field(default_factory=list)  # e.g. a truncated input, frames resumed
     analysis: Any = None  # faceblur.schedule.Tally of an adaptive run: .line() (None: every frame analysed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,4 +53,5 @@ class RunSummary:
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in self.stages.items())
         rate = f" ({self.frames / total:.1f} frames/s)" if total > 0 and self.frames else ""
         out.append(f"time {total:.1f}s{rate}: {stages}")
+        out.extend(f"note: {note}" for note in self.notes)
         return out

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from deployment import (
@@ -45,18 +46,29 @@ class UploadedVideo:
 
 
 def upload_video(dep: Deployment, s3, video: Path, job: str, workers: int = 16,
-                 scratch: Path | None = None, progress: bool = False) -> UploadedVideo:
+                 scratch: Path | None = None, progress: bool = False, allow_truncated: bool = False) -> UploadedVideo:
     """Extract every frame of ``video`` and upload frames and sidecar for ``job`` (``progress``: a
-    bar for each of the two long steps)."""
+    bar for each of the two long steps; ``allow_truncated``: go on with a cut-short video's frames).
+
+    A video cut short (fewer frames than its container declares, faceblur/truncation.py) is refused
+    before anything is uploaded, unless ``allow_truncated``."""
     from faceblur.progress import progress_bar
+    from faceblur.truncation import check_count, check_end
     from faceblur.video import extract_frames, probe
 
+    declared = probe(video)
+    if not allow_truncated:
+        check_end(video, declared, "--allow-truncated")
     with tempfile.TemporaryDirectory(prefix="face-blur-upload-", dir=scratch) as tmp:
         frames_dir, sidecar_dir = Path(tmp) / "frames", Path(tmp) / "sidecar"
-        expected = probe(video).estimated_frames if progress else None
+        expected = declared.estimated_frames if progress else None
         with progress_bar(expected, "extract", progress) as bar:
             info = extract_frames(video, frames_dir, pattern=FRAME_PATTERN, sidecar_dir=sidecar_dir,
                                   progress=bar.update)
+        runs = info.pts_runs  # where the last frame extracted ends, from the first
+        end = (float((runs[-1][0] + (runs[-1][2] - 1) * runs[-1][1] + info.last_duration - runs[0][0])
+                     * Fraction(info.time_base)) if runs else None)
+        check_count(video, declared, info.frame_count, end, allow_truncated)
         log.info("%s: %d frames %dx%d at %.3f fps, %s", video, info.frame_count, info.width, info.height,
                  info.fps, "audio kept aside" if info.audio_file else "no audio")
         frames = sorted(frames_dir.iterdir())
@@ -76,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("video", type=Path, help="video file (mp4, mov, mkv, webm)")
     parser.add_argument("--workers", type=int, default=16, help="parallel uploads")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="upload a video cut short (fewer frames than its container declares)")
     parser.add_argument("--scratch", type=Path, default=None,
                         help="folder for the temporary frames (default: the system temp folder)")
     add_progress_argument(parser)
@@ -88,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def work(dep: Deployment) -> None:
         upload_video(dep, dep.session().client("s3"), args.video, args.job, args.workers, args.scratch,
-                     progress=args.progress)
+                     progress=args.progress, allow_truncated=args.allow_truncated)
 
     return run_script("upload_video.py", args, work)
 
