@@ -36,7 +36,6 @@ from faceblur.preflight import REFERENCE_SUFFIXES
 from faceblur.progress import progress_bar
 from faceblur.truncation import FrameTally, check_count
 from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
-from postprocess.identity import photo_faces
 from postprocess.results import ResultStore
 from postprocess.summary import RunSummary
 from postprocess.tempfiles import atomic_output
@@ -152,6 +151,8 @@ def load_references(pipeline: FacePipeline, paths: tuple[Path, ...]) -> dict[str
                 raise InputError(f"reference folder {path} holds no photos ({', '.join(REFERENCE_SUFFIXES)})")
         else:
             person, photos = path.stem, [path]
+        from postprocess.identity import photo_faces  # here: it loads SciPy, which the review page avoids
+
         for photo in photos:
             _, image = read_image(photo)
             result = pipeline.analyse(image, 0)

@@ -117,8 +117,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True, o
                    help="frames a face sequence survives without a detection")
     g.add_argument("--join-gap", type=n(int, 0), default=d.join_gap,
                    help="join sequences of one shot at most this many frames apart")
-    c = parser.add_argument_group("which sequences are faces (postprocess/confirm.py; the detector emits "
-                                  "low-score candidates, confirmed over time)")
+    c = _Group(parser, "which sequences are faces (postprocess/confirm.py; the detector emits "
+               "low-score candidates, confirmed over time)", overrides)
     c.add_argument("--short-keep-score", type=n(float, 0.0), default=d.short_keep_score,
                    help="one detection scoring this makes a face (one confident frame is blurred)")
     c.add_argument("--face-score", type=n(float, 0.0, 1.0), default=d.face_score,

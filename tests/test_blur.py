@@ -77,7 +77,9 @@ def test_hidden_faces_are_not_recognised_at_any_frame_size(photo, pipeline, styl
         similarity = (after * faces.embedding).sum(axis=1)
         assert (similarity < threshold).all(), f"{style} at 1/{factor}: similarity {similarity} >= {threshold}"
         if factor == 1 and style != "pixelate":  # a mosaic may still look like *a* face, never whose
-            found = pipeline.detector.detect(out).xyxy
+            # no detection at the face score (0.3); a low candidate may remain, which only blurs it again
+            found = pipeline.detector.detect(out)
+            found = found.xyxy[found.confidence >= 0.3]
             assert not any(_iou(box, f) > 0.3 for box in faces.xyxy for f in found), f"{style}: face found"
 
 

