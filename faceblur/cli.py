@@ -22,6 +22,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faceblur.analysis_options import adaptive_config, add_analysis_options
+
 if TYPE_CHECKING:  # each stage is imported when its command runs (--help needs no model runtime)
     from faceblur.video import EncodeConfig
     from handler.pipeline import PipelineConfig
@@ -141,35 +143,6 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(model_dir=args.model_dir, detector=detector, embedder=args.embedder, device=args.device)
 
 
-def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
-    from faceblur.adaptive import ANALYSES, AdaptiveConfig
-    from faceblur.schedule import ScheduleConfig
-
-    a, s = _defaults(AdaptiveConfig), _defaults(ScheduleConfig)
-    g = parser.add_argument_group("analysis (faceblur/schedule.py; videos only)")
-    g.add_argument("--analysis", choices=ANALYSES, default="adaptive",
-                   help="adaptive: full analysis at an adaptive interval, on both sides of shot cuts, where analysed "
-                        "frames disagree (binary search) and where a cheap detection pass on every frame finds a face "
-                        "the sequences do not explain; every: full analysis of every frame")
-    g.add_argument("--min-interval", type=_number(int, 1, 250), default=s["min_interval"],
-                   help="adaptive: shortest interval between analysed frames")
-    g.add_argument("--max-interval", type=_number(int, 1, 250), default=s["max_interval"],
-                   help="adaptive: longest interval between analysed frames (a still scene)")
-    g.add_argument("--net-side", type=_number(int, 64, 4096), default=a["net_side"],
-                   help="adaptive: longer side, pixels, of the copy the cheap detection pass sees on every frame "
-                        "(larger finds smaller faces, costs more)")
-    g.add_argument("--net-threshold", type=_number(float, 0.01, 0.99), default=a["net_threshold"],
-                   help="adaptive: score a candidate of the cheap pass needs")
-
-
-def _adaptive_config(args: argparse.Namespace):
-    from faceblur.adaptive import AdaptiveConfig
-    from faceblur.schedule import ScheduleConfig
-
-    return AdaptiveConfig(schedule=ScheduleConfig(min_interval=args.min_interval, max_interval=args.max_interval),
-                          net_side=args.net_side, net_threshold=args.net_threshold)
-
-
 def _add_video_options(parser: argparse.ArgumentParser) -> None:
     from faceblur.video import CODECS, PRESETS, EncodeConfig
 
@@ -237,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan_options(run)
     _add_blur_options(run)
     _add_inference_options(run)
-    _add_analysis_options(run)
+    add_analysis_options(run)
     _add_video_options(run)
     _add_common(run)
     run.set_defaults(func=_cmd_run)
@@ -330,7 +303,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         config = LocalConfig(pipeline=_pipeline_config(args), plan=_plan_config(args), render=_render_config(args),
                              encode=_encode_config(args), references=tuple(args.ref), workers=args.workers,
                              progress=args.progress, overwrite=args.overwrite, plan_path=args.plan_path,
-                             analysis=args.analysis, adaptive=_adaptive_config(args),
+                             analysis=args.analysis, adaptive=adaptive_config(args),
                              allow_truncated=args.allow_truncated, resume=args.resume)
     output = args.output or default_output(args.input)
     summary = run(args.input, output, config)

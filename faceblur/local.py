@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,10 +32,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from contract import FrameResult
+from faceblur.analyse import Recorded, analyse_adaptive, analyse_frames, analyse_video, frame_refs, open_journal
+from faceblur.inputs import MAX_IMAGE_BYTES, PHOTO_SUFFIXES, InputError, default_output, input_kind, read_image  # noqa: F401 (re-exported)
 from faceblur.preflight import REFERENCE_SUFFIXES
 from faceblur.progress import progress_bar
 from faceblur.truncation import FrameTally, check_count
-from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoError, iter_frames, probe, rewrite_video
+from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, probe, rewrite_video
 from postprocess.results import ResultStore
 from postprocess.summary import RunSummary
 from postprocess.tempfiles import atomic_output
@@ -52,62 +54,6 @@ if TYPE_CHECKING:  # imported where used: loading the models or scipy only when 
     from postprocess.reading import FrameRef
 
 log = logging.getLogger(__name__)
-
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-MAX_IMAGE_BYTES = 1 << 30  # a local photo may be far over SageMaker's 6 MB request limit
-
-
-class InputError(RuntimeError):
-    """An input the command cannot use; the message names the file and what is wrong with it."""
-
-
-# ---------------------------------------------------------------------------------------------- inputs
-
-
-def input_kind(path: Path) -> str:
-    """``video``, ``frames`` or ``photo``; raises :class:`InputError` for anything else."""
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        return "frames"
-    suffix = path.suffix.lower()
-    if suffix in PHOTO_SUFFIXES:
-        return "photo"
-    if suffix in VIDEO_SUFFIXES:
-        return "video"
-    raise InputError(f"{path}: unsupported input type {suffix or '(no extension)'!r}; give a video "
-                     f"({', '.join(VIDEO_SUFFIXES)}), a photo ({', '.join(PHOTO_SUFFIXES)}) or a folder of frames")
-
-
-def default_output(path: Path, tag: str = "_anonymized") -> Path:
-    """``<stem>_anonymized<ext>`` beside the input (a folder: ``<name>_anonymized``)."""
-    if path.is_dir():
-        return path.with_name(path.name.rstrip("/") + tag)
-    return path.with_name(f"{path.stem}{tag}{path.suffix}")
-
-
-def read_image(path: Path) -> tuple[bytes, np.ndarray]:
-    """The file's bytes and its upright RGB pixels, decoded exactly as the inference server does."""
-    from handler.serving.decode import DecodeLimits, decode_image
-    from handler.serving.errors import RequestError
-
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    try:
-        return data, decode_image(data, "application/x-image", DecodeLimits(max_bytes=MAX_IMAGE_BYTES))
-    except RequestError as exc:
-        raise InputError(f"{path}: not a usable image ({exc})") from None
-
-
-# ---------------------------------------------------------------------------------------------- results
-
-
-# ---------------------------------------------------------------------------------------------- settings
-
 
 @dataclass(frozen=True)
 class LocalConfig:
@@ -165,82 +111,6 @@ def load_references(pipeline: FacePipeline, paths: tuple[Path, ...]) -> dict[str
     for person, photos in people.items():
         log.info("reference %s: %d photo(s)", person, len(photos))
     return people
-
-
-def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, workers: int, bar: tqdm,
-                  skip: Container[int] = (), tally: FrameTally | None = None) -> int:
-    """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame (those in
-    ``skip``, analysed by an interrupted run, are decoded only); returns the frames decoded, and
-    counts them in ``tally`` (for the truncation check)."""
-    from postprocess.parallel import bounded_map
-
-    tally = tally if tally is not None else FrameTally()
-
-    def frames() -> Iterator:
-        for frame in iter_frames(path):
-            tally.see(frame)
-            if frame.index in skip:
-                bar.update(1)
-                continue
-            yield frame
-
-    for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), frames(),
-                                     workers, window=workers * 2):
-        store.add(frame.index, result)
-        bar.update(1)
-    if tally.decoded == 0:
-        raise VideoError(f"{path}: no frames decoded")
-    return tally.decoded
-
-
-def _analyse_adaptive(pipeline, pipeline_config, plan_config, config: LocalConfig, source: Path, store, bar):
-    """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler's cost and cut rule
-    taken from the plan's options so that it pairs faces as the plan will link them."""
-    from dataclasses import replace
-
-    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
-    from handler.runtime import select_providers
-    from postprocess.identity import DEFAULT_THRESHOLDS
-    from postprocess.tracking import make_cost
-
-    adaptive = config.adaptive or AdaptiveConfig()
-    adaptive = replace(adaptive, schedule=replace(adaptive.schedule, max_cost=plan_config.max_cost,
-                                                  cut_threshold=plan_config.cut_threshold))
-    embed = plan_config.mode != "all"
-    name = pipeline.embedder.name if pipeline.embedder is not None else ""
-    threshold = plan_config.identity_threshold if plan_config.identity_threshold is not None else \
-        DEFAULT_THRESHOLDS.get(name, 0.3)
-    cost = make_cost(plan_config.iou_weight, plan_config.distance_weight, plan_config.embedding_weight,
-                     max(1.0 - threshold, 0.05))
-    net = Net(pipeline, pipeline_config.resolved_model_dir(),
-              select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive)
-    return analyse_adaptive(pipeline, source, store, adaptive, embed, net, config.workers, bar.update, cost)
-
-
-def _frame_refs(folder: Path) -> list[FrameRef]:
-    from postprocess.reading import FrameListError, list_frames
-    from postprocess.storage import Store
-
-    try:
-        return list_frames(Store(), str(folder))
-    except FrameListError as exc:
-        raise InputError(f"{folder}: {exc}") from None
-
-
-def analyse_frames(pipeline: FacePipeline, folder: Path, refs: list[FrameRef], store: ResultStore, workers: int,
-                   bar: tqdm, skip: Container[int] = ()) -> None:
-    from postprocess.parallel import bounded_map
-
-    bar.update(sum(ref.number in skip for ref in refs))
-    refs = [ref for ref in refs if ref.number not in skip]
-
-    def one(ref: FrameRef) -> FrameResult:
-        _, image = read_image(folder / ref.key)
-        return pipeline.analyse(image, ref.number)
-
-    for ref, result in bounded_map(one, refs, workers, window=workers * 2):
-        store.add(ref.number, result)
-        bar.update(1)
 
 
 def _blur_function(plan: Plan, blurrer: Blurrer, overlay: Overlay | None = None
@@ -321,7 +191,7 @@ def render_input(kind: str, source: Path, output: Path, plan: Plan, render_confi
             raise InputError(str(exc)) from None
         _atomic_file(output, body, overwrite)
         return 1
-    refs = _frame_refs(source)
+    refs = frame_refs(source)
 
     def one(ref: FrameRef) -> bytes:
         if overlay is not None:
@@ -391,31 +261,6 @@ def _check_video(source: Path, info, picks, allow_truncated: bool) -> None:
         check_picks(picks, declared, (info.width, info.height), str(source), slack=0 if info.frame_count else slack)
 
 
-def _journal(kind: str, source: Path, refs: list[FrameRef] | None, pipeline_config: PipelineConfig,
-             summary: RunSummary, resume: bool, analysis: str):
-    """The resume journal of this run (faceblur/resume.py), None for a photo."""
-    from faceblur.resume import Journal, analysis_options, input_identity
-
-    if kind == "photo":
-        return None
-    identity = input_identity(source, [ref.key for ref in refs] if refs is not None else ())
-    options = analysis_options(pipeline_config, summary.detector, summary.embedder)
-    options["analysis"] = analysis if kind == "video" else "every"
-    return Journal.open(identity, options, resume)
-
-
-class _Recorded:
-    """``add`` to the results store and to the resume journal alike."""
-
-    def __init__(self, store: ResultStore, journal) -> None:
-        self.store, self.journal = store, journal
-
-    def add(self, frame: int, result: FrameResult) -> None:
-        self.store.add(frame, result)
-        if self.journal is not None:
-            self.journal.add(frame, result)
-
-
 def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     """``face-blur run``: detect, decide, blur, write (see the module docstring)."""
     from handler.pipeline import PipelineConfig, load_pipeline
@@ -432,7 +277,7 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     summary = RunSummary(output=str(output), kind=kind, input=str(source))
     clock = time.perf_counter()
     info = probe(source) if kind == "video" else None  # a file that is no video fails before models load
-    refs = _frame_refs(source) if kind == "frames" else None
+    refs = frame_refs(source) if kind == "frames" else None
     if info is not None:
         _check_video(source, info, plan_config.picks, config.allow_truncated)
     elif refs is not None:
@@ -468,7 +313,7 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     if adaptive and config.resume:  # the scheduler picks frames from what it found: it starts again
         summary.notes.append("--resume continues --analysis every runs and frame folders; adaptive analysis "
                              "started again")
-    journal = _journal(kind, source, refs, pipeline_config, summary, config.resume and not adaptive,
+    journal = open_journal(kind, source, refs, pipeline_config, summary, config.resume and not adaptive,
                        config.analysis)
     store = ResultStore()
     done = False
@@ -478,10 +323,10 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
             store.add(number, result)
         if resumed:
             summary.notes.append(f"resumed: {len(resumed)} frames analysed by an interrupted run were reused")
-        recorded = _Recorded(store, journal)
+        recorded = Recorded(store, journal)
         if adaptive:
             with progress_bar(info.estimated_frames if info else None, "decode+detect", config.progress) as bar:
-                summary.analysis = _analyse_adaptive(pipeline, pipeline_config, plan_config, config, source,
+                summary.analysis = analyse_adaptive(pipeline, pipeline_config, plan_config, config, source,
                                                      recorded, bar)
             summary.frames = summary.analysis.frames
             assert info is not None

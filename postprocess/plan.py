@@ -35,11 +35,12 @@ from postprocess.identity import (
     score_person,
 )
 from postprocess.interpolate import interpolate_gaps, pad_track
+from postprocess.joining import join_tracks
 from postprocess.persons import link_persons
 from postprocess.plan_format import ROW_KIND, Plan, SequencePlan
 from postprocess.shots import CutDetector, shot_ranges
 from postprocess.smoothing import smooth_track
-from postprocess.tracking import FaceLinker, FaceTrack, join_tracks, make_cost
+from postprocess.tracking import FaceLinker, FaceTrack, make_cost
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import pytest
 from decisions_helpers import Appearance, box_at, build_results, people
 
 from contract import FrameFaces
-from postprocess.tracking import FaceLinker, FaceTrack, join_tracks, make_cost, match
+from postprocess.joining import join_tracks
+from postprocess.tracking import FaceLinker, FaceTrack, make_cost, match
 
 
 def link_all(results, linker=None, cut_at=()):

@@ -1,0 +1,130 @@
+"""Pass 1 of ``face-blur run``: every frame analysed (``analyse_video``, ``analyse_frames``) or the
+frames adaptive analysis picks (``analyse_adaptive``: faceblur/adaptive.py), the results into the
+store and the resume journal (faceblur/resume.py) alike.
+
+Decoding runs on its own thread ahead of the ``workers`` analysis threads, through bounded queues,
+so the slowest stage sets the pace; frame numbers start at 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from contract import FrameResult
+from faceblur.inputs import InputError, read_image
+from faceblur.truncation import FrameTally
+from faceblur.video import VideoError, iter_frames
+from postprocess.results import ResultStore
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from faceblur.local import LocalConfig
+    from handler.pipeline import FacePipeline, PipelineConfig
+    from postprocess.config import PlanConfig
+    from postprocess.reading import FrameRef
+    from postprocess.summary import RunSummary
+
+
+def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, workers: int, bar: tqdm,
+                  skip: Container[int] = (), tally: FrameTally | None = None) -> int:
+    """Pass 1: decode (background thread) and analyse (``workers`` threads) every frame (those in
+    ``skip``, analysed by an interrupted run, are decoded only); returns the frames decoded, and
+    counts them in ``tally`` (for the truncation check)."""
+    from postprocess.parallel import bounded_map
+
+    tally = tally if tally is not None else FrameTally()
+
+    def frames() -> Iterator:
+        for frame in iter_frames(path):
+            tally.see(frame)
+            if frame.index in skip:
+                bar.update(1)
+                continue
+            yield frame
+
+    for frame, result in bounded_map(lambda f: pipeline.analyse(f.image, f.index), frames(),
+                                     workers, window=workers * 2):
+        store.add(frame.index, result)
+        bar.update(1)
+    if tally.decoded == 0:
+        raise VideoError(f"{path}: no frames decoded")
+    return tally.decoded
+
+
+def analyse_adaptive(pipeline: FacePipeline, pipeline_config: PipelineConfig, plan_config: PlanConfig,
+                     config: LocalConfig, source: Path, store, bar: tqdm):
+    """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler's cost and cut rule
+    taken from the plan's options so that it pairs faces as the plan will link them."""
+    from dataclasses import replace
+
+    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
+    from handler.runtime import select_providers
+    from postprocess.identity import DEFAULT_THRESHOLDS
+    from postprocess.tracking import make_cost
+
+    adaptive = config.adaptive or AdaptiveConfig()
+    adaptive = replace(adaptive, schedule=replace(adaptive.schedule, max_cost=plan_config.max_cost,
+                                                  cut_threshold=plan_config.cut_threshold))
+    embed = plan_config.mode != "all"
+    name = pipeline.embedder.name if pipeline.embedder is not None else ""
+    threshold = plan_config.identity_threshold if plan_config.identity_threshold is not None else \
+        DEFAULT_THRESHOLDS.get(name, 0.3)
+    cost = make_cost(plan_config.iou_weight, plan_config.distance_weight, plan_config.embedding_weight,
+                     max(1.0 - threshold, 0.05))
+    net = Net(pipeline, pipeline_config.resolved_model_dir(),
+              select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive)
+    return analyse_adaptive(pipeline, source, store, adaptive, embed, net, config.workers, bar.update, cost)
+
+
+def frame_refs(folder: Path) -> list[FrameRef]:
+    from postprocess.reading import FrameListError, list_frames
+    from postprocess.storage import Store
+
+    try:
+        return list_frames(Store(), str(folder))
+    except FrameListError as exc:
+        raise InputError(f"{folder}: {exc}") from None
+
+
+def analyse_frames(pipeline: FacePipeline, folder: Path, refs: list[FrameRef], store: ResultStore, workers: int,
+                   bar: tqdm, skip: Container[int] = ()) -> None:
+    from postprocess.parallel import bounded_map
+
+    bar.update(sum(ref.number in skip for ref in refs))
+    refs = [ref for ref in refs if ref.number not in skip]
+
+    def one(ref: FrameRef) -> FrameResult:
+        _, image = read_image(folder / ref.key)
+        return pipeline.analyse(image, ref.number)
+
+    for ref, result in bounded_map(one, refs, workers, window=workers * 2):
+        store.add(ref.number, result)
+        bar.update(1)
+
+
+def open_journal(kind: str, source: Path, refs: list[FrameRef] | None, pipeline_config: PipelineConfig,
+             summary: RunSummary, resume: bool, analysis: str):
+    """The resume journal of this run (faceblur/resume.py), None for a photo."""
+    from faceblur.resume import Journal, analysis_options, input_identity
+
+    if kind == "photo":
+        return None
+    identity = input_identity(source, [ref.key for ref in refs] if refs is not None else ())
+    options = analysis_options(pipeline_config, summary.detector, summary.embedder)
+    options["analysis"] = analysis if kind == "video" else "every"
+    return Journal.open(identity, options, resume)
+
+
+class Recorded:
+    """``add`` to the results store and to the resume journal alike."""
+
+    def __init__(self, store: ResultStore, journal) -> None:
+        self.store, self.journal = store, journal
+
+    def add(self, frame: int, result: FrameResult) -> None:
+        self.store.add(frame, result)
+        if self.journal is not None:
+            self.journal.add(frame, result)
