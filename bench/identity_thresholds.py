@@ -95,11 +95,15 @@ Detect = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # image -> boxes
 
 
 def detector_fn(detector) -> Detect:
-    """Adapt a ``handler.detector.Detector`` to ``image -> (boxes, landmarks)``."""
+    """Adapt a ``handler.detector.Detector`` to ``image -> (boxes, landmarks)``: the faces of a photo,
+    detections scoring the face score or more (the detector also lists low-score candidates, which
+    only a video's sequences can confirm: ``postprocess.identity.photo_faces``)."""
+    from postprocess.identity import REFERENCE_MIN_SCORE
 
     def detect(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         faces = detector.detect(image)
-        return faces.xyxy, faces.landmarks
+        keep = faces.confidence >= REFERENCE_MIN_SCORE
+        return faces.xyxy[keep], faces.landmarks[keep]
 
     return detect
 

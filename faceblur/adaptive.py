@@ -209,11 +209,19 @@ class AdaptiveAnalyser:
 
 
 def analyse_adaptive(pipeline, path: Path, store, config: AdaptiveConfig, embed: bool, net: Net,
-                     workers: int, progress: Callable[[int], object], cost=None) -> Tally:
-    """Pass 1 of ``face-blur run`` with adaptive analysis; returns the tally of analysed frames."""
+                     workers: int, progress: Callable[[int], object], cost=None, seen=None) -> Tally:
+    """Pass 1 of ``face-blur run`` with adaptive analysis; returns the tally of analysed frames.
+    ``seen`` (a ``faceblur.truncation.FrameTally``) counts every decoded frame, for the check that
+    the video was not cut short."""
     from faceblur.video import VideoError, iter_frames
 
-    tally = AdaptiveAnalyser(pipeline, net, config, embed, cost).run(iter_frames(path), store, workers, progress)
+    def frames():
+        for frame in iter_frames(path):
+            if seen is not None:
+                seen.see(frame)
+            yield frame
+
+    tally = AdaptiveAnalyser(pipeline, net, config, embed, cost).run(frames(), store, workers, progress)
     if tally.frames == 0:
         raise VideoError(f"{path}: no frames decoded")
     return tally

@@ -55,9 +55,10 @@ def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, worker
 
 
 def analyse_adaptive(pipeline: FacePipeline, pipeline_config: PipelineConfig, plan_config: PlanConfig,
-                     config: LocalConfig, source: Path, store, bar: tqdm):
+                     config: LocalConfig, source: Path, store, bar: tqdm, seen: FrameTally | None = None):
     """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler's cost and cut rule
-    taken from the plan's options so that it pairs faces as the plan will link them."""
+    taken from the plan's options so that it pairs faces as the plan will link them; ``seen``
+    counts every decoded frame (the truncation check)."""
     from dataclasses import replace
 
     from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
@@ -76,7 +77,7 @@ def analyse_adaptive(pipeline: FacePipeline, pipeline_config: PipelineConfig, pl
                      max(1.0 - threshold, 0.05))
     net = Net(pipeline, pipeline_config.resolved_model_dir(),
               select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive)
-    return analyse_adaptive(pipeline, source, store, adaptive, embed, net, config.workers, bar.update, cost)
+    return analyse_adaptive(pipeline, source, store, adaptive, embed, net, config.workers, bar.update, cost, seen)
 
 
 def frame_refs(folder: Path) -> list[FrameRef]:

@@ -325,12 +325,13 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
             summary.notes.append(f"resumed: {len(resumed)} frames analysed by an interrupted run were reused")
         recorded = Recorded(store, journal)
         if adaptive:
+            seen = FrameTally()
             with progress_bar(info.estimated_frames if info else None, "decode+detect", config.progress) as bar:
                 summary.analysis = analyse_adaptive(pipeline, pipeline_config, plan_config, config, source,
-                                                     recorded, bar)
+                                                    recorded, bar, seen)
             summary.frames = summary.analysis.frames
             assert info is not None
-            truncated = check_count(source, info, summary.frames, None, config.allow_truncated)
+            truncated = check_count(source, info, seen.decoded, seen.end, config.allow_truncated)
             if truncated:
                 summary.notes.append(truncated)
         elif kind == "video":
