@@ -77,9 +77,19 @@ def sequence_of(plan: dict, box: Box, frame: int) -> dict:
         ix = max(0.0, min(x2, box[2]) - max(x1, box[0]))
         iy = max(0.0, min(y2, box[3]) - max(y1, box[1]))
         return ix * iy
-    best = max(plan["sequences"], key=overlap)
+    faces = [s for s in plan["sequences"] if s["decision"] != "drop"] or plan["sequences"]  # not candidates
+    best = max(faces, key=overlap)
     assert overlap(best) > 0, f"no sequence covers {box} in frame {frame}"
     return best
+
+
+def card_of(plan: dict, sequence: dict) -> tuple[str, list[int]]:
+    """The page's card holding ``sequence`` (its person's, or its own without persons) and the card's
+    sequences."""
+    for person in plan.get("persons") or []:
+        if sequence["id"] in person["sequences"]:
+            return str(person["id"]), [int(i) for i in person["sequences"]]
+    return f"seq-{sequence['id']}", [int(sequence["id"])]
 
 
 class ReviewServer:

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from review_helpers import ReviewServer, make_two_people, sequence_of
+from review_helpers import ReviewServer, card_of, make_two_people, sequence_of
 from video_helpers import detail, read_frames
 
 pytestmark = pytest.mark.slow
@@ -125,8 +125,8 @@ def test_two_cards_flip_one_render_and_the_plan_records_it(browser, dev, origina
     from selenium.webdriver.common.by import By
 
     plan = json.loads(dev.plan.read_text())
-    obama = f"seq-{sequence_of(plan, dev.truth['obama'][0], 1)['id']}"
-    biden = f"seq-{sequence_of(plan, dev.truth['biden'][0], 1)['id']}"
+    obama, obama_sequences = card_of(plan, sequence_of(plan, dev.truth["obama"][0], 1))
+    biden, _ = card_of(plan, sequence_of(plan, dev.truth["biden"][0], 1))
     original_plan = dev.plan.read_bytes()
     with ReviewServer(str(dev.video), "--plan", str(dev.plan), "--crf", "12") as server:
         browser.get(server.url + "/")
@@ -170,7 +170,7 @@ def test_two_cards_flip_one_render_and_the_plan_records_it(browser, dev, origina
     edited = json.loads(saved.read_text())
     changes = [a for a in edited["audit"] if a["action"] == "decision"]
     assert changes == [{"time": changes[0]["time"], "user": getpass.getuser(), "action": "decision",
-                        "card": obama, "sequences": [int(obama[4:])], "old": "blur", "new": "keep"}]
+                        "card": obama, "sequences": obama_sequences, "old": "blur", "new": "keep"}]
     save = [a for a in edited["audit"] if a["action"] == "save"][-1]
     assert save["from"] == dev.plan.name and save["sha256"] == hashlib.sha256(original_plan).hexdigest()
 
