@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 
 Box = tuple[float, float, float, float]
 
-# Source photo and the face box in it (pixels of the upright photo; the boxes of tests/scenes.py).
+# Source photo and the face box in it (pixels of the upright photo; tests/scenes.py uses these).
 PEOPLE: dict[str, tuple[str, Box]] = {
     "obama": ("obama.jpg", (374, 107, 602, 417)),
     "biden": ("biden.jpg", (431, 171, 698, 550)),

@@ -28,16 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
 
-Box = tuple[float, float, float, float]
-
-# Source photo and the face box in it (pixels of the upright photo).
-PEOPLE: dict[str, tuple[str, Box]] = {
-    "obama": ("obama.jpg", (374, 107, 602, 417)),
-    "biden": ("biden.jpg", (431, 171, 698, 550)),
-    "rose_leslie": ("rose_leslie2.jpg", (176, 124, 427, 452)),
-}
-# Another photo of each person, for reference (identity) tests.
-REFERENCES: dict[str, str] = {"obama": "obama2.jpg", "biden": "biden2.jpg", "rose_leslie": "rose_leslie1.jpg"}
+# The people, their face boxes in the shared photos and a second photo of each: one home, in
+# bench/identity_clips.py (bench never imports tests, so the tests take them from there).
+from bench.identity_clips import PEOPLE, REFERENCES, Box  # noqa: F401
 
 
 @dataclass
