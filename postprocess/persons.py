@@ -87,6 +87,7 @@ LINKS: dict[str, tuple[float, float]] = {
     "dlib-resnet": (0.94, 0.97),  # photos: same person >= 0.944, different people up to 0.965
 }
 CONTINUITY_GAP = 30  # frames: a sequence starting where another ended this soon after continues it
+FRAGMENT_GAP = 2  # frames: a fragment (too few samples) this close to a sequence's end, in place, is its piece
 PARTIAL = 0.5  # median border weight below which a sequence is a partial face
 COOCCUR = 3  # frames two sequences must share to count as two people seen together
 OUTLIER_SIGMAS = 4.0  # a non-match this many spreads above the video's other people is in doubt (known)...
@@ -106,6 +107,7 @@ class Evidence:
     partial: bool
     end_box: np.ndarray
     start_box: np.ndarray
+    samples: int = 0  # sample embeddings behind ``mean``
 
 
 def evidence(track: FaceTrack, samples: np.ndarray, weights: np.ndarray, border: np.ndarray) -> Evidence | None:
@@ -118,7 +120,8 @@ def evidence(track: FaceTrack, samples: np.ndarray, weights: np.ndarray, border:
         return None
     rows = np.flatnonzero(track.detected)
     return Evidence(track.track_id, track.shot, int(track.frames[rows[0]]), int(track.frames[rows[-1]]),
-                    mean / norm, bool(np.median(border) < PARTIAL), track.xyxy[rows[-1]], track.xyxy[rows[0]])
+                    mean / norm, bool(np.median(border) < PARTIAL), track.xyxy[rows[-1]], track.xyxy[rows[0]],
+                    len(samples))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -157,6 +160,35 @@ def link_matrix(items: list[Evidence], weak: float, strong: float) -> tuple[np.n
     links[apart] = -np.inf
     np.fill_diagonal(links, 1.0)
     return links, apart
+
+
+def fragments(items: list[Evidence], apart: np.ndarray, min_samples: int) -> dict[int, int]:
+    """{fragment index: index of the sequence it is a piece of}. A fragment has fewer than
+    ``min_samples`` samples (too few to decide on its own) and starts at most ``FRAGMENT_GAP`` frames
+    after another sequence of its shot ended (or ends that soon before one starts), its box on that
+    one's end box (IoU >= 0.3), never seen beside it: tracking split one face (measured: a face
+    leaving by the frame border loses its track for its last detection, whose half-face embedding
+    links to the rest at 0.30, under the weak link). The embeddings are not asked: a fragment's
+    one or two samples say little, often of half a face."""
+    out: dict[int, int] = {}
+    for i, a in enumerate(items):
+        if a.samples >= min_samples:
+            continue
+        best, best_iou = -1, 0.3
+        for j, b in enumerate(items):
+            if j == i or b.shot != a.shot or apart[i, j] or b.samples < min_samples:
+                continue
+            if 0 < a.first - b.last <= FRAGMENT_GAP:
+                iou = _iou(b.end_box, a.start_box)
+            elif 0 < b.first - a.last <= FRAGMENT_GAP:
+                iou = _iou(a.end_box, b.start_box)
+            else:
+                continue
+            if iou >= best_iou:
+                best, best_iou = j, iou
+        if best >= 0:
+            out[i] = best
+    return out
 
 
 def cluster(links: np.ndarray, apart: np.ndarray, strong: float) -> list[list[int]]:
@@ -210,6 +242,10 @@ def revise(tracks: list[FaceTrack], decisions: Mapping[int, Decision], scores: M
     ev = [items[k] for k in ids]
     weak, strong = LINKS.get(embedder, (np.inf, np.inf))
     links, apart = link_matrix(ev, weak, strong)
+    split = fragments(ev, apart, min_samples)
+    for i, j in split.items():  # a fragment is one person with the sequence it is a piece of
+        links[i, j] = links[j, i] = max(links[i, j], strong)
+    pieces = {ids[i]: ids[j] for i, j in split.items()}
     groups = [[ids[i] for i in g] for g in cluster(links, apart, strong)] if ev else []
     where = {tid: i for i, tid in enumerate(ids)}
     group_of = {tid: gi for gi, g in enumerate(groups) for tid in g}
@@ -224,7 +260,7 @@ def revise(tracks: list[FaceTrack], decisions: Mapping[int, Decision], scores: M
             for tid in ids if tid in scores}
         for person in people:
             _revise_person(person, ids, where, groups, group_of, links, apart, scores, verdicts, items,
-                           blur_side, threshold, margin, min_samples, weak, pick_tracks)
+                           blur_side, threshold, margin, min_samples, weak, pick_tracks, pieces)
         for tid, v in verdicts.items():
             if tid in pick_tracks:
                 continue
@@ -242,7 +278,8 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                    group_of: dict[int, int], links: np.ndarray, apart: np.ndarray,
                    scores: Mapping[int, Mapping[str, PersonScore]], verdicts: dict[int, dict[str, tuple[str, str]]],
                    items: Mapping[int, Evidence], blur_side: bool, threshold: float, margin: float,
-                   min_samples: int, weak: float, pick_tracks: Mapping[int, str]) -> None:
+                   min_samples: int, weak: float, pick_tracks: Mapping[int, str],
+                   pieces: Mapping[int, int]) -> None:
     """Revise every sequence's verdict for ``person`` in place (module docstring, step 4)."""
     def verdict(tid: int) -> str:
         if pick_tracks.get(tid) == person:
@@ -283,6 +320,15 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                 if verdict(t) == BORDERLINE and items[t].partial and settable(t):
                     set_(t, NO_MATCH, f"a partial face of the person of sequence {clear_no[0]}, which does not "
                                       f"match {person!r} (own score {score(t):.3f})")
+    # a fragment takes the verdict of the sequence it is a piece of, unless its own samples say otherwise
+    for f, whole in pieces.items():
+        v = verdict(whole)
+        if verdict(f) != BORDERLINE or v not in (MATCH, NO_MATCH) or not settable(f):
+            continue
+        own = score(f)
+        if (v == MATCH and own >= threshold - margin) or (v == NO_MATCH and own < threshold + margin):
+            set_(f, v, f"a fragment ({scores[f][person].samples} samples) of sequence {whole}, which "
+                       f"{'matches' if v == MATCH else 'does not match'} {person!r} (own score {own:.3f})")
     # one face per person per frame
     matched = [t for t in ids if verdict(t) == MATCH]
     for a in matched:

@@ -34,7 +34,7 @@ from postprocess.identity import (
     resolve_threshold,
     score_person,
 )
-from postprocess.interpolate import interpolate_gaps, pad_track
+from postprocess.interpolate import interpolate_gaps, pad_track, trim_handovers
 from postprocess.joining import join_tracks
 from postprocess.persons import link_persons
 from postprocess.plan_format import ROW_KIND, Plan, SequencePlan
@@ -273,6 +273,7 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
         face, why = confirm(t, rule, unseen(t))
         dropped.append("" if face else why)
         found[t.track_id] = why if face else ""
+    shaped = trim_handovers(shaped, [not d for d in dropped])  # padding ends where another face takes over
 
     # 7: identity, per sequence, then revised per person across the video (persons.py)
     margin = resolve_margin(embedder, config.identity_margin)
