@@ -89,6 +89,8 @@ LINKS: dict[str, tuple[float, float]] = {
 CONTINUITY_GAP = 30  # frames: a sequence starting where another ended this soon after continues it
 FRAGMENT_GAP = 2  # frames: a fragment (too few samples) this close to a sequence's end, in place, is its piece
 PARTIAL = 0.5  # median border weight below which a sequence is a partial face
+POOR = 0.5  # median sample quality below which a low score does not rule a person out (blur side)...
+POOR_WIDEN = 1.5  # ...unless under T - 1.5 M: the zone of doubt reaches half a margin lower for poor faces
 COOCCUR = 3  # frames two sequences must share to count as two people seen together
 OUTLIER_SIGMAS = 4.0  # a non-match this many spreads above the video's other people is in doubt (known)...
 OUTLIER_MIN_SPREAD = 0.08  # ...the spread never counted smaller (a few sequences scoring alike say little)
@@ -108,6 +110,7 @@ class Evidence:
     end_box: np.ndarray
     start_box: np.ndarray
     samples: int = 0  # sample embeddings behind ``mean``
+    quality: float = 1.0  # median sample quality (identity.quality_weights: size x score x frontality x wholeness)
 
 
 def evidence(track: FaceTrack, samples: np.ndarray, weights: np.ndarray, border: np.ndarray) -> Evidence | None:
@@ -121,7 +124,7 @@ def evidence(track: FaceTrack, samples: np.ndarray, weights: np.ndarray, border:
     rows = np.flatnonzero(track.detected)
     return Evidence(track.track_id, track.shot, int(track.frames[rows[0]]), int(track.frames[rows[-1]]),
                     mean / norm, bool(np.median(border) < PARTIAL), track.xyxy[rows[-1]], track.xyxy[rows[0]],
-                    len(samples))
+                    len(samples), float(np.median(weights)))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -251,7 +254,7 @@ def revise(tracks: list[FaceTrack], decisions: Mapping[int, Decision], scores: M
     group_of = {tid: gi for gi, g in enumerate(groups) for tid in g}
     out = dict(decisions)
     revised: dict[int, str] = {}
-    pick_tracks = {tid: name for name, tid in (picked or {}).items()}
+    pick_tracks = {tid: f"pick {name}" for name, tid in (picked or {}).items()}  # as _decide names the person
     if mode in ("unknown", "known", "select") and ev:
         blur_side = mode == "known" or (mode == "select" and pick_action == "blur")
         people = sorted({p for sc in scores.values() for p in sc})
@@ -298,12 +301,23 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
     def set_(tid: int, v: str, why: str) -> None:
         verdicts[tid][person] = (v, why)
 
+    # poor faces cannot rule the person out (known / select-blur): small, dim or cut faces of the
+    # person score as low as others' (dev set: far and dim, 0.22-0.33 whole; others up to 0.23)
+    ruled_out_poorly: set[int] = set()
+    if blur_side:
+        for t in ids:
+            if verdict(t) == NO_MATCH and items[t].quality < POOR and settable(t) and t not in pick_tracks \
+                    and score(t) >= threshold - POOR_WIDEN * margin:
+                set_(t, BORDERLINE, f"score {score(t):.3f} < {threshold - margin:.3f}, but its faces are too small, "
+                                    f"dim or cut (quality {items[t].quality:.2f} < {POOR}) to rule {person!r} out")
+                ruled_out_poorly.add(t)
     # carry within persons
     for members in groups:
         if len(members) < 2:
             continue
         match = [t for t in members if verdict(t) == MATCH and not items[t].partial]
-        clear_no = [t for t in members if verdict(t) == NO_MATCH and not items[t].partial]
+        clear_no = [t for t in members if verdict(t) == NO_MATCH and not items[t].partial
+                    and t not in ruled_out_poorly]
         label = ", ".join(str(t) for t in members)
         if match and clear_no:
             for t in members:
@@ -317,8 +331,9 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                                    f"(link {links[where[t], where[match[0]]]:.2f}; own score {score(t):.3f})")
         elif clear_no:
             for t in members:
-                if verdict(t) == BORDERLINE and items[t].partial and settable(t):
-                    set_(t, NO_MATCH, f"a partial face of the person of sequence {clear_no[0]}, which does not "
+                if verdict(t) == BORDERLINE and (items[t].partial or t in ruled_out_poorly) and settable(t):
+                    kind = "a partial face" if items[t].partial else "a poor face"
+                    set_(t, NO_MATCH, f"{kind} of the person of sequence {clear_no[0]}, which does not "
                                       f"match {person!r} (own score {score(t):.3f})")
     # a fragment takes the verdict of the sequence it is a piece of, unless its own samples say otherwise
     for f, whole in pieces.items():
@@ -342,7 +357,7 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
         sure = [u for u in ids if verdict(u) == MATCH and not items[u].partial and u not in pick_tracks
                 and np.isfinite(score(u))] + [u for u in ids if pick_tracks.get(u) == person]
         for t in ids:
-            if verdict(t) != BORDERLINE or items[t].partial or not settable(t) \
+            if verdict(t) != BORDERLINE or (items[t].partial and t not in ruled_out_poorly) or not settable(t) \
                     or scores[t][person].samples < min_samples:
                 continue
             beside = [u for u in sure if apart[where[t], where[u]] and _overlap(items[t], items[u]) >= COOCCUR
