@@ -38,6 +38,7 @@ from postprocess.interpolate import interpolate_gaps, pad_track, trim_handovers
 from postprocess.joining import join_tracks
 from postprocess.persons import link_persons
 from postprocess.plan_format import ROW_KIND, Plan, SequencePlan
+from postprocess.satellites import spare_kept_faces
 from postprocess.shots import CutDetector, shot_ranges
 from postprocess.smoothing import smooth_track
 from postprocess.tracking import FaceLinker, FaceTrack, make_cost
@@ -282,6 +283,10 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
                                         (scan.width, scan.height), blocker, sampled)
     decisions, persons = link_persons(shaped, decisions, scores, sampled, config, threshold or 0.0, margin,
                                       embedder, picked, (scan.width, scan.height))
+    # candidates without identity evidence do not blur a face kept clear beside them (satellites.py)
+    unscored = {t.track_id for t in shaped
+                if max((s.samples for s in scores.get(t.track_id, {}).values()), default=0) == 0}
+    shaped, spared = spare_kept_faces(shaped, decisions, unscored, config.face_score)
 
     # 8: the plan
     width, height = scan.width, scan.height
@@ -292,9 +297,12 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
         kinds = np.where(t.padded, 2, np.where(t.interpolated, 1, 0))
         boxes = np.clip(t.xyxy, 0, size) if width and height else t.xyxy
         sc = scores.get(t.track_id, {})
+        reason = f"{d.reason} (a face: {found[t.track_id]})" if found.get(t.track_id) else d.reason
+        if t.track_id in spared:
+            reason += f"; cut back from a face kept clear beside it in {spared[t.track_id]} frames"
         sequences.append(SequencePlan(
             id=t.track_id, shot=t.shot, first=t.first, boxes=boxes, decision=d.decision,
-            reason=f"{d.reason} (a face: {found[t.track_id]})" if found.get(t.track_id) else d.reason,
+            reason=reason,
             borderline=d.borderline, rows="".join(ROW_KIND[kinds]),
             samples=max((s.samples for s in sc.values()), default=0),
             scores={p: float(s.score) for p, s in sc.items() if np.isfinite(s.score)}, person=d.person,
