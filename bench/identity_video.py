@@ -36,14 +36,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "testdata"
 
 
-def devset_clip(name: str) -> tuple[Clip, Path, dict[str, str]]:
+def devset_clip(name: str, directory: Path | None = None, quick: bool = False) -> tuple[Clip, Path, dict[str, str]]:
     """A development-set clip as a :class:`Clip` (truth boxes clipped to the frame), its video and the
-    reference photo of each person that has one."""
-    from bench.devset import DEFAULT_DIR, load_truth, make_devset
+    reference photo of each person that has one. ``directory``: where the clips are (made there if
+    missing; default the development set's own folder); ``quick``: the short variant."""
+    from bench.devset import DEFAULT_DIR, QUICK_DIR, load_truth, make_devset
 
-    video = DEFAULT_DIR / f"{name}.mp4"
+    directory = Path(directory) if directory is not None else (QUICK_DIR if quick else DEFAULT_DIR)
+    video = directory / f"{name}.mp4"
     if not video.is_file():
-        make_devset(DEFAULT_DIR, [name])
+        make_devset(directory, [name], quick=quick)
     t = load_truth(video)
     truth: list[dict] = [{} for _ in range(t.frames)]
     for f in t.faces:
