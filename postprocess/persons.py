@@ -7,26 +7,37 @@ are linked into persons, and each verdict is revised with what the rest of the v
 ever in the direction that is safe for the mode:
 
 1. **Evidence per sequence**: the quality-weighted mean of its sample embeddings (unit length),
-   its detected frames, and whether it is *partial* (most samples cut by the frame border,
-   ``identity.border_weights`` < 0.5).
+   its detected frames, whether it is *partial* (most samples cut by the frame border,
+   ``identity.border_weights`` < 0.5) and its median sample quality (*poor* below ``POOR``).
 2. **Links**: cosine similarity of two sequences' mean embeddings. Two sequences detected in the
    same frame are never one person (a cannot-link). Within a shot, a sequence that starts where
    another ended (box overlap, at most ``CONTINUITY_GAP`` frames later) and does not contradict it
-   (link >= weak) counts as a strong link: continuity.
+   (link >= weak) counts as a strong link: continuity. A *fragment* (fewer than ``min_samples``
+   samples) starting at most ``FRAGMENT_GAP`` frames after another sequence ended, in its place
+   (IoU >= 0.3), never beside it, is a piece of it whatever the embeddings say (:func:`fragments`).
 3. **Persons**: sequences joined greedily by their strongest links >= ``strong`` (per embedder,
    :data:`LINKS`), two groups merged only when their average link is >= ``strong`` and no
    cannot-link separates them. Every other sequence is a person of its own.
 4. **Revisions, per person P that sequences are compared with** (a reference, or a pick):
 
+   - *poor faces do not rule P out* where matching P blurs (``known``, ``select`` with ``blur``):
+     a poor sequence's non-match scoring at least ``T - POOR_WIDEN x M`` is borderline (measured on
+     the development clips: the witness far and dim scored 0.216, under ``T - M`` = 0.22, and was
+     left clear; at that quality others score up to 0.23). Its person's good clear non-match, or
+     a certain match of P beside it, still decides it (below).
    - *carry a certain match*: a person holding a clear (not partial) match of P and no clear
      non-match makes its doubtful members (borderline on too few samples or inside the zone, and
      partial ones) matches too. A person holding both a clear match and a clear non-match is in
      conflict: every member becomes borderline (blurred in every mode).
-   - *carry a certain non-match* to the partial, borderline members of a person that holds a clear
-     non-match and no match (a face cut by the border is decided by the rest of the person).
+   - *carry a certain non-match* to the partial, borderline members (and the poor ones above) of a
+     person that holds a clear, whole, not poor non-match and no match (a face cut by the border
+     is decided by the rest of the person).
+   - *a fragment takes the verdict of the sequence it is a piece of* (step 2), unless its own
+     score contradicts it (a match carried only if its own score reaches ``T - M``, a non-match
+     only if its own score stays under ``T + M``).
    - *one face per person per frame*: two sequences detected in the same frame that both match P
      cannot both be P: both become borderline. Where matching P blurs, a borderline sequence (in
-     the zone, enough samples, whole) seen for at least 3 frames beside a certain, whole match of P
+     the zone or poor, enough samples, whole or poor) seen for at least 3 frames beside a certain, whole match of P
      (or P's pick) scoring at least two margins higher is not P: the witness cannot be twice in a
      frame, so the bystander beside her is kept clear.
    - *open set, per video*: where matching P keeps a face clear (``unknown``, ``select`` with
