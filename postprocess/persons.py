@@ -176,6 +176,12 @@ def link_matrix(items: list[Evidence], weak: float, strong: float) -> tuple[np.n
     return links, apart
 
 
+def _widen(quality: float) -> float:
+    """How many margins below ``T - M`` a poor face's non-match must score: half a margin at ``POOR``,
+    two at quality 0 (a 20 px dim face scored 0.11 against its own source photo)."""
+    return (POOR_WIDEN - 1) + 1.5 * max(0.0, POOR - quality) / POOR
+
+
 def fragments(items: list[Evidence], apart: np.ndarray, min_samples: int) -> dict[int, int]:
     """{fragment index: index of the sequence it is a piece of}. A fragment has fewer than
     ``min_samples`` samples (too few to decide on its own) and starts at most ``FRAGMENT_GAP`` frames
@@ -318,7 +324,7 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
     if blur_side:
         for t in ids:
             if verdict(t) == NO_MATCH and items[t].quality < POOR and settable(t) and t not in pick_tracks \
-                    and score(t) >= threshold - POOR_WIDEN * margin:
+                    and score(t) >= threshold - margin - _widen(items[t].quality) * margin:
                 set_(t, BORDERLINE, f"score {score(t):.3f} < {threshold - margin:.3f}, but its faces are too small, "
                                     f"dim or cut (quality {items[t].quality:.2f} < {POOR}) to rule {person!r} out")
                 ruled_out_poorly.add(t)
@@ -368,11 +374,15 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
         sure = [u for u in ids if verdict(u) == MATCH and not items[u].partial and u not in pick_tracks
                 and np.isfinite(score(u))] + [u for u in ids if pick_tracks.get(u) == person]
         for t in ids:
-            if verdict(t) != BORDERLINE or (items[t].partial and t not in ruled_out_poorly) or not settable(t) \
+            # a poor face inside the zone may be her (her image, tiny in a crowd): only a poor face that
+            # scored clearly below the zone (ruled out poorly, above) is restored by the witness beside it
+            weak_evidence = items[t].partial or items[t].quality < POOR
+            if verdict(t) != BORDERLINE or (weak_evidence and t not in ruled_out_poorly) or not settable(t) \
                     or scores[t][person].samples < min_samples:
                 continue
+            # ...unless it looks like her (weak link): her image on a screen, a poster, in a mirror
             beside = [u for u in sure if apart[where[t], where[u]] and _overlap(items[t], items[u]) >= COOCCUR
-                      and (u in pick_tracks or score(u) - score(t) >= 2 * margin)]
+                      and (u in pick_tracks or score(u) - score(t) >= 2 * margin) and links[where[t], where[u]] < weak]
             if beside:
                 u = beside[0]
                 set_(t, NO_MATCH, f"seen in the same frames as sequence {u}, which is {person!r} with certainty "
@@ -396,8 +406,11 @@ def _revise_person(person: str, ids: list[int], where: dict[int, int], groups: l
                 set_(t, BORDERLINE, f"its person scores {best:.3f} but sequence {u}, another person of this video, "
                                     f"scores {score(u):.3f} against {person!r}")
         elif blur_side and v == NO_MATCH:
+            # a borderline sequence is evidence of P only where its own score is not clearly below
+            # the zone (one sample of a crossing face at 0.16 says nothing of P)
             near = [u for u in ids
-                    if u != t and verdict(u) in (MATCH, BORDERLINE) and links[where[t], where[u]] >= weak]
+                    if u != t and links[where[t], where[u]] >= weak and (verdict(u) == MATCH or (
+                        verdict(u) == BORDERLINE and not score(u) < threshold - POOR_WIDEN * margin))]
             if near:
                 u = max(near, key=lambda u: links[where[t], where[u]])
                 set_(t, BORDERLINE, f"may be the same person as sequence {u} ({verdict(u)} for {person!r}, "
