@@ -21,10 +21,11 @@ ever in the direction that is safe for the mode:
 4. **Revisions, per person P that sequences are compared with** (a reference, or a pick):
 
    - *poor faces do not rule P out* where matching P blurs (``known``, ``select`` with ``blur``):
-     a poor sequence's non-match scoring at least ``T - POOR_WIDEN x M`` is borderline (measured on
-     the development clips: the witness far and dim scored 0.216, under ``T - M`` = 0.22, and was
-     left clear; at that quality others score up to 0.23). Its person's good clear non-match, or
-     a certain match of P beside it, still decides it (below).
+     a poor sequence's non-match scoring at least ``T - M - w x M`` is borderline, ``w`` from 0.5 at
+     quality ``POOR`` to 2 at quality 0 (:func:`_widen`; measured on the development clips: the
+     witness far and dim, 40 px, scored 0.216, under ``T - M`` = 0.22, and was left clear; at that
+     quality others score up to 0.23; a 20 px witness in a crowd scored 0.11 against her own photo).
+     Its person's good clear non-match, or a certain match of P beside it, still decides it (below).
    - *carry a certain match*: a person holding a clear (not partial) match of P and no clear
      non-match makes its doubtful members (borderline on too few samples or inside the zone, and
      partial ones) matches too. A person holding both a clear match and a clear non-match is in
@@ -36,8 +37,9 @@ ever in the direction that is safe for the mode:
      score contradicts it (a match carried only if its own score reaches ``T - M``, a non-match
      only if its own score stays under ``T + M``).
    - *one face per person per frame*: two sequences detected in the same frame that both match P
-     cannot both be P: both become borderline. Where matching P blurs, a borderline sequence (in
-     the zone or poor, enough samples, whole or poor) seen for at least 3 frames beside a certain, whole match of P
+     cannot both be P: both become borderline. Where matching P blurs, a borderline sequence (whole
+     and in the zone, or poor and ruled out poorly above; enough samples; not linked to it, >= weak)
+     seen for at least 3 frames beside a certain, whole match of P
      (or P's pick) scoring at least two margins higher is not P: the witness cannot be twice in a
      frame, so the bystander beside her is kept clear.
    - *open set, per video*: where matching P keeps a face clear (``unknown``, ``select`` with
@@ -48,7 +50,8 @@ ever in the direction that is safe for the mode:
      video's population (>= mean + 4 standard deviations of the others' scores, the deviation
      counted at least 0.08, at least 3 others; and within one margin below the zone) is
      borderline; so is a non-match weakly linked (>= ``weak``) to a match or borderline sequence
-     of P. Blurring on a weak link is safe there; un-blurring never rests on one.
+     of P (a borderline one only where its own score is not clearly below the zone). Blurring on a
+     weak link is safe there; un-blurring never rests on one.
 
    Sequences split by a mixed score (tracking joined two people) stay borderline. What is still in
    doubt is blurred.
