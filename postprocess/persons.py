@@ -22,7 +22,7 @@ ever in the direction that is safe for the mode:
 
    - *poor faces do not rule P out* where matching P blurs (``known``, ``select`` with ``blur``):
      a poor sequence's non-match scoring at least ``T - M - w x M`` is borderline, ``w`` from 0.5 at
-     quality ``POOR`` to 2 at quality 0 (:func:`_widen`; measured on the development clips: the
+     quality ``POOR`` to 1 at half that and below (:func:`_widen`; measured on the development clips: the
      witness far and dim, 40 px, scored 0.216, under ``T - M`` = 0.22, and was left clear; at that
      quality others score up to 0.23; a 20 px witness in a crowd scored 0.11 against her own photo).
      Its person's good clear non-match, or a certain match of P beside it, still decides it (below).
@@ -180,9 +180,10 @@ def link_matrix(items: list[Evidence], weak: float, strong: float) -> tuple[np.n
 
 
 def _widen(quality: float) -> float:
-    """How many margins below ``T - M`` a poor face's non-match must score: half a margin at ``POOR``,
-    two at quality 0 (a 20 px dim face scored 0.11 against its own source photo)."""
-    return (POOR_WIDEN - 1) + 1.5 * max(0.0, POOR - quality) / POOR
+    """How many margins below ``T - M`` a poor face's non-match must score: half a margin at quality
+    ``POOR``, one margin (``T - 2M``) at half that quality and below (a 20 px dim face in a crowd
+    scored 0.11 against its own source photo; a face cut by the border -0.03 against someone else's)."""
+    return (POOR_WIDEN - 1) + 0.5 * min(1.0, max(0.0, POOR - quality) / (POOR / 2))
 
 
 def fragments(items: list[Evidence], apart: np.ndarray, min_samples: int) -> dict[int, int]:
