@@ -163,17 +163,34 @@ class FrameDetector:
         """Factor from frame pixels to the pixels the backend sees."""
         return min(self.max_side / max(height, width), self.backend.native_min_face / self.min_face)
 
-    def detect(self, image: np.ndarray) -> FrameFaces:
+    def wants_coarse(self, height: int, width: int) -> bool:
+        """Whether a frame of this size gets the close-up pass (``coarse_side``)."""
+        return bool(self.coarse_side) and self.coarse_side / max(height, width) * 1.5 < self.detection_scale(height,
+                                                                                                            width)
+
+    def detect(self, image: np.ndarray, coarse: FrameFaces | None = None) -> FrameFaces:
+        """Faces in ``image``: the passes of :meth:`passes`, merged."""
+        parts = self.passes(image, coarse)
+        faces = parts[0]
+        for part in parts[1:]:
+            faces = merge_scales(faces, part)
+        return faces
+
+    def passes(self, image: np.ndarray, coarse: FrameFaces | None = None) -> list[FrameFaces]:
+        """The faces of each pass over ``image`` (fine, then native and close-up where they run),
+        unmerged. ``coarse``: the faces of a close-up pass the caller already ran on this frame (this
+        backend on a copy at most ``coarse_side`` pixels on its longer side, no border pad; adaptive
+        analysis reuses its cheap pass so), used instead of running the close-up pass."""
         image = check_image(image)
         height, width = image.shape[:2]
         scale = self.detection_scale(height, width)
-        faces = self._detect_at(image, scale, max(self.min_face * scale, self.backend.native_min_face))
+        parts = [self._detect_at(image, scale, max(self.min_face * scale, self.backend.native_min_face))]
         if self.native_pass and scale > 1.2:
-            faces = merge_scales(faces, self._detect_at(image, 1.0, self.backend.native_min_face))
-        coarse = self.coarse_side / max(height, width)
-        if self.coarse_side and coarse * 1.5 < scale:
-            faces = merge_scales(faces, self._detect_at(image, coarse, self.backend.native_min_face))
-        return faces
+            parts.append(self._detect_at(image, 1.0, self.backend.native_min_face))
+        if self.wants_coarse(height, width):
+            parts.append(coarse if coarse is not None else
+                         self._detect_at(image, self.coarse_side / max(height, width), self.backend.native_min_face))
+        return parts
 
     def _detect_at(self, image: np.ndarray, scale: float, min_face: float) -> FrameFaces:
         height, width = image.shape[:2]
