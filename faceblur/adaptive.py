@@ -2,10 +2,12 @@
 
 One decode of the video. For every frame, on ``workers`` threads: the signature (shot cuts, as
 every frame result has) and the *net*, a cheap CenterFace pass on a copy whose longer side is
-``net_side`` pixels (dark frames brightened first, as the full detector does). Frames wait in a
+``net_side`` pixels (with the full detector's dark-frame step; see :class:`Net`, which is also the
+close-up pass of a fully analysed 1080p frame). Frames wait in a
 small buffer (at most ``max_interval`` of them) until the scheduler has settled their window; the
 full analysis (the detector at full resolution with its landmarks, and embeddings in the identity
-modes only) runs on the frames the scheduler names. Every frame then goes to the result store:
+modes only; its responses under the candidate score kept apart for the scheduler,
+:class:`WeakDetector`) runs on the frames the scheduler names. Every frame then goes to the result store:
 analysed frames with their faces, the others marked ``analysed=False`` with their signature, so
 ``make_plan`` covers them by interpolating along the sequences instead of reading "no face".
 

@@ -14,8 +14,12 @@ disagrees) at or below ``max_cost``, directly: so the plan's linker, which match
 frames with the same cost (and a motion prediction), links them too. (Following each face through
 the net's candidates frame by frame was tried: it let a face that moves more than its size between
 ``a`` and ``b`` count as paired, but the plan then did not link it, and a development clip lost
-14% of its faces. Moving faces are therefore analysed more densely.) A window ``a..b`` is settled
-when
+14% of its faces. Moving faces are therefore analysed more densely.) A candidate scoring under
+``hold_below`` that one frame lacks is still paired where that frame's full analysis has a *weak*
+response there (``Look.weak``: the detector's responses under the candidate score, never given to
+the plan): such candidates flicker over and under the candidate score frame by frame, and
+searching each crossing analysed a still clip on half its frames (:func:`holds`). A window
+``a..b`` is settled when
 
 * ``b = a + 1`` (nothing in between), or
 * ``a`` and ``b`` agree, and every net candidate on every frame between is explained: paired (cost
