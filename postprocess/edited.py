@@ -18,6 +18,10 @@ marker names the plan rendered (``plan``: the copy's name, ``plan_source``: wher
 :func:`rerender` does the three in one go; ``python -m postprocess.batch --plan URI`` records it in
 the plan step. Recording the same edited plan again changes nothing and a finished render stays
 finished. A new plan step (deciding again from the results) goes back to ``face-blur-plan.json``.
+
+An output with no run yet (the review page renders into ``<plan folder>/reviewed/``) is started
+from ``frames_uri``: the frames are listed there, and the plan's frame size is checked against the
+first frame, so the page and ``python -m postprocess.batch --plan`` share this one path.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import time
 from typing import Any
 
 from postprocess.plan_format import Plan
+from postprocess.reading import list_frames
 from postprocess.render import MANIFEST_NAME, RenderManifest
 from postprocess.run import (
     MARKER_NAME,
@@ -68,20 +73,40 @@ def _current(store: Store, out: str) -> tuple[RenderManifest, bytes]:
         raise
 
 
-def record_plan(store: Store, output_uri: str, plan_uri: str, config: RunConfig) -> PlanStepResult:
-    """Steps 1-3 of the module docstring; returns what a plan step returns."""
+def _fresh(store: Store, frames_uri: str, out: str, config: RunConfig) -> tuple[RenderManifest, tuple[int, int]]:
+    """A manifest for an output that has no run yet: the frames under ``frames_uri``, and their size."""
+    import io
+
+    from PIL import Image
+
+    frames_uri = folder(frames_uri)
+    check_locations(frames_uri, frames_uri, out)
+    frames = list_frames(store, frames_uri, config.frame_pattern)
+    with Image.open(io.BytesIO(store.read(join(frames_uri, frames[0].key)))) as first:
+        size = first.size
+    return RenderManifest(frames_uri, tuple(frames), "", RenderManifest.new_render_id()), size
+
+
+def record_plan(store: Store, output_uri: str, plan_uri: str, config: RunConfig,
+                frames_uri: str | None = None) -> PlanStepResult:
+    """Steps 1-3 of the module docstring; returns what a plan step returns. ``frames_uri``: where
+    the frames are when ``output_uri`` has no run yet (else the run's own manifest says)."""
     out = folder(output_uri)
-    manifest, current_json = _current(store, out)
-    check_locations(manifest.frames_uri, manifest.frames_uri, out)
+    if frames_uri is not None and not store.exists(join(out, MANIFEST_NAME)):
+        manifest, size = _fresh(store, frames_uri, out, config)
+    else:
+        manifest, current_json = _current(store, out)
+        check_locations(manifest.frames_uri, manifest.frames_uri, out)
+        current = Plan.loads(current_json)
+        size = (current.width, current.height)
     plan_json = store.read(plan_uri)
     try:
         plan = Plan.loads(plan_json)
     except ValueError as exc:
         raise EditedPlanError(f"{plan_uri}: {exc}") from None
-    current = Plan.loads(current_json)
-    if (plan.width, plan.height) != (current.width, current.height):
+    if (plan.width, plan.height) != size:
         raise EditedPlanError(f"{plan_uri} is for {plan.width}x{plan.height} frames; the frames under "
-                              f"{manifest.frames_uri} are {current.width}x{current.height}")
+                              f"{manifest.frames_uri} are {size[0]}x{size[1]}")
     known = set(int(i) for i in plan.frame_indices)
     absent = [f for f in manifest.frames if f.number not in known]
     if absent:
@@ -103,12 +128,12 @@ def record_plan(store: Store, output_uri: str, plan_uri: str, config: RunConfig)
 
 
 def rerender(output_uri: str, plan_uri: str, config: RunConfig | None = None, *, store: Store | None = None,
-             progress: Any = None) -> RunSummary:
+             progress: Any = None, frames_uri: str | None = None) -> RunSummary:
     """Record the edited plan, render every frame from it, finalize (see the module docstring)."""
     started = time.monotonic()
     config = config or RunConfig()
     store = store or Store(max_pool_connections=max(10, config.threads + 4))
-    step = record_plan(store, output_uri, plan_uri, config)
+    step = record_plan(store, output_uri, plan_uri, config, frames_uri)
     summary = RunSummary(output=folder(output_uri), digest=step.manifest.digest, frames=len(step.manifest.frames),
                          plan=step.plan.summary)
     if step.already_complete:

@@ -225,3 +225,33 @@ def test_an_edited_plan_that_cannot_replace_the_plan_is_refused_before_anything_
     with pytest.raises(EditedPlanError, match=message):
         rerender(rendered["options"].output, f"{base}/review/edited.json", rendered["options"].config)
     assert get_tree(s3, bucket, "job/blurred") == before
+
+
+def test_an_edited_plan_renders_into_a_new_output_from_the_frames_as_the_review_page_does(s3, rendered):
+    """The review page's S3 render (``<plan folder>/reviewed/``) goes through the same path: an
+    output with no run yet is started from the frames, and a plan for other frames is refused there
+    before anything is written."""
+    bucket, base, options = rendered["bucket"], rendered["base"], rendered["options"]
+    plan = json.loads(get_tree(s3, bucket, "job/blurred")[PLAN_NAME])
+    seq = flip_first_blurred(plan)
+    wrong = dict(plan, width=plan["width"] * 2)
+    s3.put_object(Bucket=bucket, Key="job/review/wrong.json", Body=json.dumps(wrong).encode())
+    with pytest.raises(EditedPlanError, match="are 640x360"):
+        rerender(f"{base}/blurred/reviewed/", f"{base}/review/wrong.json", options.config,
+                 frames_uri=f"{base}/in/frames/")
+    assert get_tree(s3, bucket, "job/blurred/reviewed") == {}
+
+    edited = json.dumps(plan).encode()
+    s3.put_object(Bucket=bucket, Key="job/review/edited.json", Body=edited)
+    summary = rerender(f"{base}/blurred/reviewed/", f"{base}/review/edited.json", options.config,
+                       frames_uri=f"{base}/in/frames/")
+    out = get_tree(s3, bucket, "job/blurred/reviewed")
+    frames = get_tree(s3, bucket, "job/in/frames")
+    assert summary.frames == len(frames) and json.loads(out[MARKER_NAME])["plan"] == edited_name(edited)
+    assert out[edited_name(edited)] == edited
+    key = f"img{seq['first']:07d}.png"
+    ok, why = face_untouched(decode(frames[key]), decode(out[key]), tuple(seq["boxes"][0]))
+    assert ok, why
+    again = rerender(f"{base}/blurred/reviewed/", f"{base}/review/edited.json", options.config,
+                     frames_uri=f"{base}/in/frames/")
+    assert again.already_complete

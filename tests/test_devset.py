@@ -166,6 +166,30 @@ def test_untouched_reencode_is_all_missed_and_no_stray(quick, tmp_path):
     assert score.stray < 0.002
 
 
+def test_dark_faces_count_as_blurred_where_their_detail_is_gone_and_not_where_only_re_encoded(quick, tmp_path):
+    """A strong blur of a very dark face changes few luma levels (the block test misses it); the
+    detail test counts it, and never a plain re-encode of the same dark frames."""
+    src = quick / "pan_zoom.mp4"
+    truth = devset.load_truth(src)
+    by_frame = truth.by_frame()
+    dark = [(255 * (f.astype(np.float32) / 255) ** 2.2 * 0.12).astype(np.uint8) for f in rgb_frames(src)]
+    dark_src = encode(tmp_path / "dark.mp4", dark)
+    again = videometrics.measure(dark_src, encode(tmp_path / "same.mp4", rgb_frames(dark_src), crf=23), truth)
+    assert again.blurred == 0
+    frames = rgb_frames(dark_src)
+    blurred = [blur_boxes(f, [x.box for x in by_frame[i]]) for i, f in enumerate(frames, 1)]
+    out = encode(tmp_path / "blurred.mp4", blurred)
+    score = videometrics.measure(dark_src, out, truth)
+    assert score.blurred == score.instances and score.tracks_missed == []
+    # without the detail test, the blocks alone would have missed some of these faces
+    by_blocks = 0
+    for i, (a, b) in enumerate(zip(videometrics.read_luma(dark_src), videometrics.read_luma(out), strict=True), 1):
+        changed = videometrics.block_diff(a, b) > score.threshold
+        by_blocks += sum(videometrics.face_blurred(changed, f.box, f.occluded)[0] for f in by_frame.get(i, [])
+                         if videometrics.required(f.visible, f.occluded, f.box, truth.width, truth.height))
+    assert by_blocks < score.instances
+
+
 def test_stray_blur_counts_blur_away_from_faces(quick, tmp_path):
     src = quick / "pan_zoom.mp4"
     truth = devset.load_truth(src)

@@ -1,7 +1,8 @@
 """The review on the AWS layout: frames and plan in S3 (a real S3 API: moto in server mode, reached
 by boto3 over HTTP). The page opens them, saves the edited plan beside the original object, and
-renders through the post-processing stage into ``<plan folder>/reviewed/`` with a digest computed
-from the edited plan, so the output checks out as a finished run of that plan."""
+renders through the post-processing stage (``postprocess.edited.rerender``) into
+``<plan folder>/reviewed/`` with a digest computed from the edited plan, so the output checks out
+as a finished run of that plan."""
 
 from __future__ import annotations
 

@@ -4,10 +4,11 @@ cannot take the server down). It reports on stdout, one JSON object a line: ``{"
 "total": t}`` as frames are written, then ``{"ok": true, "output": ...}`` or ``{"error": "..."}``.
 
 Local inputs go through ``faceblur.local.render`` (as ``face-blur render --plan``). On S3 the
-edited plan is a new, recorded input of the post-processing stage: it is written to the output
-prefix as ``face-blur-plan.json`` with a frames manifest whose digest is computed from it, then
-``postprocess.run.render_step`` and ``finalize_step`` render and mark the output complete, as a
-run of the stage would (so a later ``python -m postprocess.batch --step render`` there checks out).
+edited plan is a new, recorded input of the post-processing stage, through the stage's own path
+(``postprocess.edited.rerender``, as ``python -m postprocess.batch --plan``): copied into the output
+prefix as ``face-blur-plan-<sha256[:16]>.json`` with a frames manifest whose digest is computed
+from it, rendered, and marked complete (so a later ``python -m postprocess.batch --step render``
+there checks out).
 """
 
 from __future__ import annotations
@@ -52,36 +53,15 @@ def render_local(spec: dict[str, Any], report: _Reporter) -> str:
 
 
 def render_s3(spec: dict[str, Any], report: _Reporter) -> str:
-    """The post-processing render path on an edited plan (see the module docstring)."""
+    """The post-processing stage's own path for an edited plan (``postprocess.edited.rerender``)."""
     from postprocess.blur import RenderConfig
-    from postprocess.plan_format import Plan
-    from postprocess.reading import list_frames
-    from postprocess.render import MANIFEST_NAME, RenderManifest
-    from postprocess.run import PLAN_NAME, RunConfig, check_locations, finalize_step, render_step, run_digest
-    from postprocess.storage import Store, folder, join
+    from postprocess.edited import rerender
+    from postprocess.run import RunConfig
+    from postprocess.storage import folder
 
-    store = Store()
-    frames_uri, output = folder(spec["input"]), folder(spec["output"])
-    check_locations(frames_uri, frames_uri, output)
+    output = folder(spec["output"])
     config = RunConfig(render=RenderConfig.from_dict(spec["render"]), workers=int(spec.get("workers", 0)))
-    plan_json = store.read(spec["plan"])
-    plan = Plan.loads(plan_json)
-    frames = list_frames(store, frames_uri)
-    report.total = len(frames)
-    digest = run_digest(plan_json, config.render, frames)
-    try:
-        previous = json.loads(store.read(join(output, MANIFEST_NAME)))
-    except Exception:  # none yet, or unreadable: a new render
-        previous = {}
-    same = previous.get("digest") == digest and previous.get("render_id")
-    manifest = RenderManifest(frames_uri, tuple(frames), digest,
-                              str(previous["render_id"]) if same else RenderManifest.new_render_id())
-    if not same and store.exists(join(output, "face-blur-complete.json")):
-        store.delete(join(output, "face-blur-complete.json"))  # about to change: no longer that finished run
-    store.write(join(output, PLAN_NAME), plan_json)
-    store.write(join(output, MANIFEST_NAME), manifest.to_json())
-    render_step(store, output, config, plan=plan, manifest=manifest, progress=report)
-    finalize_step(store, output, config, plan=plan, manifest=manifest)
+    rerender(output, spec["plan"], config, progress=report, frames_uri=spec["input"])
     return output
 
 
