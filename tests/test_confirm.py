@@ -122,10 +122,11 @@ def test_candidates_are_confirmed_only_in_dim_frames(faces_dir):
     assert confirm(dim_face, ConfirmRule(dim_below=1.01), brightness=lit)[0]  # the knob decides
     assert confirm(dim_face)[0] and np.isnan(signature_brightness(np.zeros(0)))
     assert confirm(_track([0.9]), brightness=lit)[0]  # one confident frame, lit or not
+    assert confirm(dim_face, ConfirmRule(lit_below_size=40.0), brightness=lit)[0]  # a face under 40 px: spared
 
 
 @pytest.mark.parametrize("change", [{"min_candidates": 0}, {"min_density": 1.5}, {"max_jitter": 0.0},
-                                    {"dim_below": 2.0}])
+                                    {"dim_below": 2.0}, {"lit_below_size": -1.0}])
 def test_rule_validation(change):
     with pytest.raises(ValueError, match=next(iter(change))):
         ConfirmRule(**change)
