@@ -16,7 +16,7 @@ Time separates them. A sequence is a face when any of these holds (first match g
    face's on at least ``min_plausible`` of its detections (eyes above the mouth, inside the box),
    in dim frames: the median brightness of the frames it was detected on under ``dim_below``
    (faces smaller than ``lit_below_size`` px are exempt: under it CenterFace scores a small face
-   low even in light, e.g. a 12x16 px face in 1080p at 0.03-0.1).
+   low even in light: a 12x16 px face in 1080p is found only as a low candidate).
 
 Why only in the dark: the low scores this rule is for come from low light and sensor noise (issue
 14: a visible face at 0.05-0.2 on dim, noisy, compressed video). In a well-lit frame a visible face
