@@ -14,8 +14,12 @@ disagrees) at or below ``max_cost``, directly: so the plan's linker, which match
 frames with the same cost (and a motion prediction), links them too. (Following each face through
 the net's candidates frame by frame was tried: it let a face that moves more than its size between
 ``a`` and ``b`` count as paired, but the plan then did not link it, and a development clip lost
-14% of its faces. Moving faces are therefore analysed more densely.) A window ``a..b`` is settled
-when
+14% of its faces. Moving faces are therefore analysed more densely.) A candidate scoring under
+``hold_below`` that one frame lacks is still paired where that frame's full analysis has a *weak*
+response there (``Look.weak``: the detector's responses under the candidate score, never given to
+the plan): such candidates flicker over and under the candidate score frame by frame, and
+searching each crossing analysed a still clip on half its frames (:func:`holds`). A window
+``a..b`` is settled when
 
 * ``b = a + 1`` (nothing in between), or
 * ``a`` and ``b`` agree, and every net candidate on every frame between is explained: paired (cost
@@ -59,6 +63,7 @@ class ScheduleConfig:
     max_cost: float = 0.5  # faces of two analysed frames are one face at this link cost (PlanConfig.max_cost)
     net_cost: float = 0.5  # a net candidate is explained by an expected box at this cost (box + distance)
     cut_threshold: float = 0.5  # PlanConfig.cut_threshold; candidates at half of it
+    hold_below: float = 0.3  # a candidate scoring under this is still there where a weak response is
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_interval <= self.max_interval <= 250:
@@ -68,18 +73,23 @@ class ScheduleConfig:
             raise ValueError(f"max_cost must be in (0, 1], got {self.max_cost}")
         if not 0 < self.net_cost <= 1:
             raise ValueError(f"net_cost must be in (0, 1], got {self.net_cost}")
+        if not 0 <= self.hold_below <= 1:
+            raise ValueError(f"hold_below must be in [0, 1], got {self.hold_below}")
         if not self.cut_threshold > 0:
             raise ValueError(f"cut_threshold must be > 0, got {self.cut_threshold}")
 
 
 @dataclass
 class Look:
-    """What a full analysis found at ``frame``: its faces, and the net's candidates on that frame
-    (to learn which candidates are net false positives)."""
+    """What a full analysis found at ``frame``: its faces (the candidates the plan gets), the net's
+    candidates on that frame (to learn which candidates are net false positives), and ``weak``: the
+    detector's responses under the candidate score (only to tell a candidate that dipped under it
+    from one that is gone; the plan never sees them)."""
 
     frame: int
     faces: FrameFaces
     net: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    weak: FrameFaces = field(default_factory=FrameFaces.empty)
 
     def __post_init__(self) -> None:
         self.net = np.asarray(self.net, np.float32).reshape(-1, 4)
@@ -97,9 +107,32 @@ def pair(a: Look, b: Look, cost: CostFunction, max_cost: float) -> tuple[np.ndar
     return match(cost(a.faces.xyxy, a.faces.embedding, b.faces), max_cost)
 
 
-def agree(a: Look, b: Look, cost: CostFunction, max_cost: float) -> bool:
-    rows, _ = pair(a, b, cost, max_cost)
-    return len(rows) == len(a.faces) == len(b.faces)
+def agree(a: Look, b: Look, cost: CostFunction, max_cost: float, hold_below: float = 0.0) -> bool:
+    """Every face of ``a`` paired with one of ``b`` and the other way round; a face scoring under
+    ``hold_below`` may pair with a weak response of the other frame instead (see :func:`holds`)."""
+    rows, cols = pair(a, b, cost, max_cost)
+    if len(rows) == len(a.faces) == len(b.faces):
+        return True
+    return holds(a, b, rows, cols, cost, max_cost, hold_below)
+
+
+def holds(a: Look, b: Look, rows: np.ndarray, cols: np.ndarray, cost: CostFunction, max_cost: float,
+          hold_below: float) -> bool:
+    """Whether every face of ``a`` and ``b`` left unpaired by (``rows``, ``cols``) scores under
+    ``hold_below`` and is paired with a weak response of the other frame: a low candidate that
+    dipped under the candidate score (its score flickers around it frame by frame), not one that
+    appeared or left. Such a candidate is seen again at the next analysed frames, where the plan
+    bridges the gap; one that really leaves is gone from the weak responses too, and disagrees."""
+    for here, there, paired in ((a, b, rows), (b, a, cols)):
+        left = np.setdiff1d(np.arange(len(here.faces)), paired)
+        if not len(left):
+            continue
+        if not len(there.weak) or (here.faces.confidence[left] >= hold_below).any():
+            return False
+        r, _ = match(cost(here.faces.xyxy[left], np.zeros((len(left), 0)), there.weak), max_cost)
+        if len(r) < len(left):
+            return False
+    return True
 
 
 def split_point(a: Look, b: Look, net: Mapping[int, np.ndarray]) -> int:
@@ -171,7 +204,8 @@ class Scheduler:
         if b.frame - a.frame <= 1:
             return None
         rows, cols = pair(a, b, self.cost, self.config.max_cost)
-        if not len(rows) == len(a.faces) == len(b.faces):
+        if not len(rows) == len(a.faces) == len(b.faces) and \
+                not holds(a, b, rows, cols, self.cost, self.config.max_cost, self.config.hold_below):
             log.debug("frames %d and %d disagree: %d and %d faces, %d paired", a.frame, b.frame, len(a.faces),
                       len(b.faces), len(rows))
             return split_point(a, b, net), "disagreement"
@@ -235,6 +269,7 @@ class Tally:
 
     frames: int = 0
     reasons: Counter = field(default_factory=Counter)
+    closeups_reused: int = 0  # full analyses whose close-up pass was the net's (faceblur/adaptive.py)
 
     @property
     def analysed(self) -> int:

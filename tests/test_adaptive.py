@@ -81,6 +81,36 @@ def test_a_net_false_positive_that_full_analysis_rejected_at_both_ends_costs_not
     assert Scheduler().next_frame(a, b, fresh) == (7, "net")
 
 
+def _scored(score: float, *boxes) -> FrameFaces:
+    faces = _faces(*boxes)
+    faces.confidence[:] = score
+    return faces
+
+
+def test_a_low_candidate_that_dips_under_the_candidate_score_is_held_not_searched():
+    """A candidate scoring about the candidate score (0.05) flickers over and under it frame by frame;
+    where the detector still responds there under it (a weak response), nothing is searched."""
+    face, low = (10, 10, 50, 50), (200, 100, 212, 112)
+    a = Look(0, FrameFaces.concat([_scored(0.9, face), _scored(0.06, low)]))
+    held = Look(16, _scored(0.9, face), weak=_scored(0.03, (201, 100, 213, 112)))
+    gone = Look(16, _scored(0.9, face))  # no response at all where it was: it left, so search
+    elsewhere = Look(16, _scored(0.9, face), weak=_scored(0.03, (20, 150, 32, 162)))
+    assert Scheduler().next_frame(a, held, {}) is None
+    assert Scheduler().next_frame(a, gone, {}) == (8, "disagreement")
+    assert Scheduler().next_frame(a, elsewhere, {}) == (8, "disagreement")
+    assert Scheduler().next_frame(held, a, {}) is None  # the same the other way round
+
+
+def test_a_confident_face_with_only_a_weak_response_on_the_other_frame_is_searched():
+    face = (10, 10, 50, 50)
+    a = Look(0, _scored(0.9, face))
+    faded = Look(16, FrameFaces.empty(), weak=_scored(0.03, face))  # leaving, occluded: where it goes is searched
+    assert Scheduler().next_frame(a, faded, {}) == (8, "disagreement")
+    assert Scheduler(ScheduleConfig(hold_below=0.0)).next_frame(
+        Look(0, _scored(0.06, face)), Look(16, FrameFaces.empty(), weak=_scored(0.03, face)), {}) == \
+        (8, "disagreement")  # hold_below 0: nothing is held
+
+
 def test_an_identity_change_between_analysed_frames_is_a_disagreement():
     one, other = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
     box = np.array([[10, 10, 50, 50]], np.float32)
@@ -189,7 +219,12 @@ def test_without_the_cheap_net_that_face_would_be_missed(tmp_path, faces_dir, pi
     from postprocess.results import ResultStore
 
     class Blind:
+        closeup = False
+
         def detect(self, image):
+            return FrameFaces.empty()
+
+        def boxes(self, faces):
             return np.zeros((0, 4), np.float32)
 
     clip = Clip(faces_dir, 48, [("obama", 56, 20, 40, 0, 47), ("rose_leslie", 52, 190, 30, 20, 25)])
@@ -293,3 +328,68 @@ def test_the_per_frame_pass_hands_frames_on_in_order_whatever_finishes_first():
 
     frames = [SimpleNamespace(index=i, image=np.zeros((2, 2, 3), np.uint8)) for i in range(1, 9)]
     assert [p.index for p in _in_order(slow_first, iter(frames), 2)] == list(range(1, 9))
+
+
+# ---------------------------------------------------------------------------------------------- full analysis
+
+
+class _Counting:
+    """An onnxruntime session that counts its runs (CenterFace passes)."""
+
+    def __init__(self, session) -> None:
+        self.session, self.runs = session, 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.session.run(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.session, name)
+
+
+def test_full_analysis_gives_the_detectors_faces_and_keeps_its_weak_responses_apart(faces_dir, pipeline_config):
+    from faceblur.adaptive import weak_detector
+    from faceblur.inputs import read_image
+    from handler.pipeline import load_pipeline
+
+    detector = load_pipeline(pipeline_config).detector
+    weak_total = 0
+    for name in ("obama_and_biden.jpg", "two_people.jpg", "kit_with_rose.jpg"):
+        _, image = read_image(faces_dir / name)
+        faces, weak = weak_detector(detector, 0.02).detect(image)
+        direct = detector.detect(image)
+        np.testing.assert_array_equal(faces.xyxy, direct.xyxy)  # the plan gets exactly what it got before
+        np.testing.assert_array_equal(faces.confidence, direct.confidence)
+        assert (weak.confidence < detector.backend.options.threshold).all()
+        weak_total += len(weak)
+    assert weak_total > 0
+
+
+def test_at_1080p_the_cheap_pass_is_the_close_up_pass_of_a_full_analysis(faces_dir, pipeline_config):
+    """A full-HD frame gets a fine pass and a close-up pass; the net's faces of that frame serve as
+    the close-up pass, so a full analysis runs CenterFace once, and finds the faces as before."""
+    from PIL import Image
+
+    from faceblur.adaptive import AdaptiveConfig, Net, weak_detector
+    from faceblur.inputs import read_image
+    from handler.pipeline import load_pipeline
+
+    pipeline = load_pipeline(pipeline_config)
+    _, photo = read_image(faces_dir / "obama_and_biden.jpg")
+    frame = np.asarray(Image.fromarray(photo).resize((1920, 1080)))  # faces well over 100 px
+    net = Net(pipeline, None, ["CPUExecutionProvider"], AdaptiveConfig())
+    assert net.closeup and pipeline.detector.wants_coarse(1080, 1920)
+    full = weak_detector(pipeline.detector, 0.02)
+    counting = _Counting(pipeline.detector.backend.session)
+    full.low.backend.session = counting
+    before, _ = full.detect(frame)
+    assert counting.runs == 2  # fine + close-up
+    counting.runs = 0
+    reused, _ = full.detect(frame, net.detect(frame))
+    assert counting.runs == 1
+    confident = before[before.confidence >= 0.3]
+    assert len(confident) >= 2
+    for box in confident.xyxy:  # every face found before is found with the net's pass
+        from contract.boxes import iou_matrix
+
+        assert iou_matrix(box[None], reused.xyxy).max() >= 0.5

@@ -255,6 +255,11 @@ def test_merging_scales_drops_fragments_and_duplicates_only():
     kept = sorted(map(tuple, merged.xyxy.round().astype(int).tolist()))
     # the fragment inside the close-up goes, the duplicate keeps its better score, the small face stays
     assert kept == [(10, 10, 30, 35), (60, 20, 230, 240), (400, 40, 460, 120)]
+    # a low candidate of the close-up pass over a small face does not take its place
+    small = faces([[550, 220, 562, 236]], [0.6])
+    low = faces([[535, 204, 597, 260]], [0.07])
+    assert len(merge_scales(small, low)) == 2
+    assert len(merge_scales(faces([[550, 220, 562, 236]], [0.06]), low)) == 1  # noise in noise: one
 
 
 # -- model files and results -------------------------------------------------------------------------
