@@ -49,9 +49,10 @@ Confirmation: which sequences are faces (postprocess/confirm.py; the detector em
     min_density = 0.3           ...on at least this share of the frames they span...
     max_jitter = 0.25           ...with a box steadier than this (centre + size step, face sizes/frame)...
     min_plausible = 0.5         ...and face-like landmarks on at least this share of them...
-    dim_below = 0.3             ...in dim frames: the median brightness (0-1, from the frame signatures)
-                                of its frames under this. In brighter frames a visible face scores
-                                face_score; persistent candidates there were texture (dev set). 1.01: anywhere.
+    dim_below = 1.01            ...in frames darker than this (median brightness 0-1 from the frame
+                                signatures); 1.01, the default: in any light (recall first: a face in
+                                light can score low too: profile, motion, shade). 0.3 confirms only in
+                                dim frames: on the dev set every lit persistent candidate was texture.
     lit_below_size = 24.0       ...except faces smaller than this (median larger box side, px): a small face
                                 scores low in light too (CenterFace is reliable from about 24 px).
     weak_max_cost = 0.3         linking: a candidate under face_score continues a confidently detected
@@ -134,7 +135,7 @@ class PlanConfig:
     min_density: float = 0.3
     max_jitter: float = 0.25
     min_plausible: float = 0.5
-    dim_below: float = 0.3
+    dim_below: float = 1.01
     lit_below_size: float = 24.0
     weak_max_cost: float = 0.3
     smooth_window: int = 5

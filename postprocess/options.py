@@ -136,8 +136,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser, advanced: bool = True, o
     c.add_argument("--min-plausible", type=n(float, 0.0, 1.0), default=d.min_plausible,
                    help="... and face-like landmarks on this share of them")
     c.add_argument("--dim-below", type=n(float, 0.0, 1.01), default=d.dim_below,
-                   help="... in dim frames: median frame brightness (0-1) under this (in light a visible face "
-                   "scores --face-score; 1.01: confirm candidates anywhere)")
+                   help="... in frames whose median brightness (0-1) is under this (1.01: any light; 0.3: only dim "
+                   "frames, less stray blur on lit texture, at the risk of a lit face that scores low)")
     c.add_argument("--lit-below-size", type=n(float, 0.0), default=d.lit_below_size,
                    help="... except faces smaller than this, pixels (median larger box side): a small face "
                    "scores low in light too")

@@ -105,24 +105,26 @@ def test_evidence_ignores_filled_rows_and_split_keeps_the_reason():
     assert faces == [t] and len(rejected) == 1 and "not a face" in rejected[0][1]
 
 
-def test_candidates_are_confirmed_only_in_dim_frames(faces_dir):
+def test_candidates_are_confirmed_in_any_light_by_default_and_only_in_dim_frames_with_the_light_rule(faces_dir):
     """The brightness comes from the frame signature the handler sends: a lit photo reads bright,
-    the same photo in poor light dim; persistent candidates count in the dim one only, one
-    confident detection in both, and without a signature (unknown) they count (recall first)."""
+    the same photo in poor light dim. By default persistent candidates count in both (recall
+    first); with ``dim_below`` 0.3 in the dim one only, one confident detection in both, and
+    without a signature (unknown) they count."""
     from handler.signature import frame_signature
 
     photo = np.asarray(Image.open(faces_dir / "two_people.jpg").convert("RGB").resize(SIZE))
     lit = signature_brightness(frame_signature(photo))
     dark = signature_brightness(frame_signature(_camera(photo, np.random.default_rng(0), gain=0.2)))
-    assert dark < ConfirmRule().dim_below <= lit, (dark, lit)
+    rule = ConfirmRule(dim_below=0.3)
+    assert dark < rule.dim_below <= lit, (dark, lit)
     dim_face = _track(np.linspace(0.05, 0.2, 40))
-    assert confirm(dim_face, brightness=dark)[0]
-    ok, reason = confirm(dim_face, brightness=lit)
+    assert confirm(dim_face, brightness=lit)[0] and confirm(dim_face, brightness=dark)[0]  # the default
+    assert confirm(dim_face, rule, brightness=dark)[0]
+    ok, reason = confirm(dim_face, rule, brightness=lit)
     assert not ok and "frames lit" in reason
-    assert confirm(dim_face, ConfirmRule(dim_below=1.01), brightness=lit)[0]  # the knob decides
-    assert confirm(dim_face)[0] and np.isnan(signature_brightness(np.zeros(0)))
-    assert confirm(_track([0.9]), brightness=lit)[0]  # one confident frame, lit or not
-    assert confirm(dim_face, ConfirmRule(lit_below_size=40.0), brightness=lit)[0]  # a face under 40 px: spared
+    assert confirm(dim_face, rule)[0] and np.isnan(signature_brightness(np.zeros(0)))
+    assert confirm(_track([0.9]), rule, brightness=lit)[0]  # one confident frame, lit or not
+    assert confirm(dim_face, ConfirmRule(dim_below=0.3, lit_below_size=40.0), brightness=lit)[0]  # under 40 px
 
 
 @pytest.mark.parametrize("change", [{"min_candidates": 0}, {"min_density": 1.5}, {"max_jitter": 0.0},
