@@ -95,17 +95,19 @@ def test_a_low_candidate_that_dips_under_the_candidate_score_is_held_not_searche
     held = Look(16, _scored(0.9, face), weak=_scored(0.03, (201, 100, 213, 112)))
     gone = Look(16, _scored(0.9, face))  # no response at all where it was: it left, so search
     elsewhere = Look(16, _scored(0.9, face), weak=_scored(0.03, (20, 150, 32, 162)))
-    assert Scheduler().next_frame(a, held, {}) is None
-    assert Scheduler().next_frame(a, gone, {}) == (8, "disagreement")
-    assert Scheduler().next_frame(a, elsewhere, {}) == (8, "disagreement")
-    assert Scheduler().next_frame(held, a, {}) is None  # the same the other way round
+    hold = Scheduler(ScheduleConfig(hold_below=0.3))  # off by default (faceblur/schedule.py says why)
+    assert hold.next_frame(a, held, {}) is None
+    assert hold.next_frame(a, gone, {}) == (8, "disagreement")
+    assert hold.next_frame(a, elsewhere, {}) == (8, "disagreement")
+    assert hold.next_frame(held, a, {}) is None  # the same the other way round
+    assert Scheduler().next_frame(a, held, {}) == (8, "disagreement")  # the default searches it
 
 
 def test_a_confident_face_with_only_a_weak_response_on_the_other_frame_is_searched():
     face = (10, 10, 50, 50)
     a = Look(0, _scored(0.9, face))
     faded = Look(16, FrameFaces.empty(), weak=_scored(0.03, face))  # leaving, occluded: where it goes is searched
-    assert Scheduler().next_frame(a, faded, {}) == (8, "disagreement")
+    assert Scheduler(ScheduleConfig(hold_below=0.3)).next_frame(a, faded, {}) == (8, "disagreement")
     assert Scheduler(ScheduleConfig(hold_below=0.0)).next_frame(
         Look(0, _scored(0.06, face)), Look(16, FrameFaces.empty(), weak=_scored(0.03, face)), {}) == \
         (8, "disagreement")  # hold_below 0: nothing is held
