@@ -28,15 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from contract import FrameFaces, FrameResult
-from faceblur.schedule import (
-    IntervalPolicy,
-    Look,
-    ScheduleConfig,
-    Scheduler,
-    Tally,
-    held_responses,
-    is_cut_candidate,
-)
+from faceblur.schedule import IntervalPolicy, Look, ScheduleConfig, Scheduler, Tally, is_cut_candidate
 
 log = logging.getLogger(__name__)
 
@@ -232,34 +224,9 @@ class AdaptiveAnalyser:
             results[item.index] = result
             return look
 
-        held_back: list[_Pending] = []  # the last analysed frame: its result may still gain held responses
-
-        def promote(looks: list[Look]) -> None:
-            """Give the plan the weak responses that held a candidate between consecutive analysed
-            frames (``schedule.held_responses``), so its sequences run where the scheduler's did."""
-            sched = self.scheduler
-            for x, y in zip(looks, looks[1:], strict=False):
-                ix, iy = held_responses(x, y, sched.cost, sched.config.max_cost, sched.config.hold_below)
-                for look, idx in ((x, ix), (y, iy)):
-                    result = results.get(look.frame)
-                    if result is None or not len(idx):
-                        continue
-                    extra = look.weak[idx]
-                    extra = extra.with_embedding(np.zeros((len(extra), result.faces.embedding.shape[1]), np.float32))
-                    extra.frame_index = look.frame
-                    result.faces = FrameFaces.concat([result.faces, extra], result.faces.embedding.shape[1])
-                    result.faces.frame_index = look.frame
-                    look.weak = look.weak[np.setdiff1d(np.arange(len(look.weak)), idx)]
-                    self.tally.held += len(idx)
-
-        def flush() -> None:
-            while held_back:
-                emit(held_back.pop())
-
         def settle(reason: str) -> None:
             """Analyse the window's last frame for ``reason``, settle the window between it and the
-            last analysed frame, and hand the window's frames over (the last one once the next
-            window is settled)."""
+            last analysed frame, and hand the window's frames over."""
             nonlocal last
             assert last is not None and window
             by_index = {w.index: w for w in window}
@@ -271,14 +238,11 @@ class AdaptiveAnalyser:
                 extra += 1
                 return analyse(by_index[frame], why)
 
-            found = self.scheduler.resolve(last, b, {w.index: w.net for w in window[:-1]}, more)
-            promote([last, *found, b])
+            self.scheduler.resolve(last, b, {w.index: w.net for w in window[:-1]}, more)
             self.policy.after(extra)
             last = b
-            flush()
-            for w in window[:-1]:
+            for w in window:
                 emit(w)
-            held_back.append(window[-1])
             window.clear()
 
         def emit(item: _Pending) -> None:
@@ -298,21 +262,19 @@ class AdaptiveAnalyser:
             previous = soft
             if last is None:
                 last = analyse(item, "start")
-                held_back.append(item)
+                emit(item)
                 continue
             if is_cut_candidate(distance, self.config.schedule):
                 if window:  # the last frame before the cut, then the first after it
                     settle("cut")
-                flush()  # nothing is compared across a cut
                 last = analyse(item, "cut")
-                held_back.append(item)
+                emit(item)
                 continue
             window.append(item)
             if item.index - last.frame >= self.policy.interval:
                 settle("interval")
         if window:
             settle("end")
-        flush()
         return self.tally
 
 

@@ -18,13 +18,12 @@ the net's candidates frame by frame was tried: it let a face that moves more tha
 ``hold_below`` that one frame lacks is still paired where that frame's full analysis has a *weak*
 response there (``Look.weak``: the detector's responses under the candidate score): such
 candidates flicker over and under the candidate score frame by frame, and searching each crossing
-analysed a still clip on half its frames (:func:`holds`). The weak responses that hold a candidate
-are given to the plan as detections at their own score (:func:`held_responses`), so the plan's
-sequence runs on where the scheduler kept it (without them the plan ended a dim face's sequence
-after ``max_gap`` analysed frames and left frames uncovered). **Off by default** (``hold_below``
-0): measured on the development set's hardest dim clip, the held responses (0.02-0.05) diluted
-the dim faces' sequences (recall 0.951 -> 0.886), and without them the plan ended a held dim face's
-sequence where the scheduler kept it; recall first, so low candidates are searched. A window
+analysed a still clip on half its frames (:func:`holds`). **Off by default** (``hold_below`` 0):
+the plan never sees the weak responses, so it ended a held dim face's sequence after ``max_gap``
+analysed frames where the scheduler kept it and left frames uncovered; giving the plan those
+responses instead diluted the dim faces' sequences on the development set's hardest dim clip
+(recall 0.951 -> 0.886). Recall first, so low candidates are searched; the mechanism stays as a
+config knob. A window
 ``a..b`` is settled when
 
 * ``b = a + 1`` (nothing in between), or
@@ -139,25 +138,6 @@ def holds(a: Look, b: Look, rows: np.ndarray, cols: np.ndarray, cost: CostFuncti
         if len(r) < len(left):
             return False
     return True
-
-
-def held_responses(a: Look, b: Look, cost: CostFunction, max_cost: float, hold_below: float
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(indices into ``a.weak``, indices into ``b.weak``): the weak responses that hold a low
-    candidate of the other frame (:func:`holds`). The plan must see them as the detections they
-    stand for, or it ends the sequence where the scheduler kept it (``AdaptiveAnalyser`` adds them
-    to those frames' results)."""
-    rows, cols = pair(a, b, cost, max_cost)
-    out = []
-    for here, there, paired in ((b, a, cols), (a, b, rows)):
-        left = np.setdiff1d(np.arange(len(here.faces)), paired)
-        left = left[here.faces.confidence[left] < hold_below]
-        if not len(left) or not len(there.weak):
-            out.append(np.zeros(0, np.int64))
-            continue
-        _, c = match(cost(here.faces.xyxy[left], np.zeros((len(left), 0)), there.weak), max_cost)
-        out.append(np.asarray(c, np.int64))
-    return out[0], out[1]
 
 
 def split_point(a: Look, b: Look, net: Mapping[int, np.ndarray]) -> int:
@@ -295,7 +275,6 @@ class Tally:
     frames: int = 0
     reasons: Counter = field(default_factory=Counter)
     closeups_reused: int = 0  # full analyses whose close-up pass was the net's (faceblur/adaptive.py)
-    held: int = 0  # weak responses given to the plan because they held a candidate (held_responses)
 
     @property
     def analysed(self) -> int:
