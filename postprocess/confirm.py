@@ -44,6 +44,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from postprocess.shots import HSV_BINS
 from postprocess.tracking import FaceTrack
 
 
@@ -96,8 +97,8 @@ class Evidence:
                 f"{self.jitter:.2f}, landmarks plausible on {self.plausible:.0%}")
 
 
-#: layout of the frame signature (``handler/signature.py``): hue x saturation x value bins
-SIGNATURE_BINS = (8, 4, 4)
+#: layout of the frame signature (``handler/signature.py``): one home, the shot detector's
+SIGNATURE_BINS = HSV_BINS
 
 
 def signature_brightness(signature: np.ndarray) -> float:
