@@ -37,7 +37,7 @@ from faceblur.inputs import MAX_IMAGE_BYTES, PHOTO_SUFFIXES, InputError, default
 from faceblur.preflight import REFERENCE_SUFFIXES
 from faceblur.progress import progress_bar
 from faceblur.truncation import FrameTally, check_count
-from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, probe, rewrite_video
+from faceblur.video import VIDEO_SUFFIXES, EncodeConfig, VideoInfo, probe, rewrite_video
 from postprocess.results import ResultStore
 from postprocess.summary import RunSummary
 from postprocess.tempfiles import atomic_output
@@ -158,10 +158,11 @@ def _ticker(bar: tqdm, on_frames: Callable[[int], None] | None) -> Callable[[int
 def render_input(kind: str, source: Path, output: Path, plan: Plan, render_config: RenderConfig,
                  encode: EncodeConfig, workers: int, progress: bool, overwrite: bool, total: int | None = None,
                  overlay: Overlay | None = None,
-                 on_frames: Callable[[int], None] | None = None) -> int:
+                 on_frames: Callable[[int], None] | None = None, info: VideoInfo | None = None) -> int:
     """Pass 2: blur what ``plan`` says in ``source`` and write ``output``; returns frames written.
     ``overlay`` (a ``faceblur.review.overlay.Overlay``): draw every box instead of blurring (a
-    debug copy); ``on_frames(n)``: called as frames are written (the review page's progress bar)."""
+    debug copy); ``on_frames(n)``: called as frames are written (the review page's progress bar);
+    ``info``: the video's probe when the caller has it (the header is then not read again)."""
     from postprocess.blur import Blurrer
     from postprocess.parallel import bounded_map
     from postprocess.render import RenderError, render_image
@@ -169,7 +170,7 @@ def render_input(kind: str, source: Path, output: Path, plan: Plan, render_confi
     blurrer = Blurrer(render_config)
     process = _blur_function(plan, blurrer, overlay)
     if kind == "video":
-        info = probe(source)
+        info = info or probe(source)
         _check_size(plan, info.width, info.height, source)
         with progress_bar(total or info.estimated_frames, "blur+encode", progress) as bar:
             done = rewrite_video(source, output, process, encode, workers,
@@ -366,7 +367,7 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
 
         clock = time.perf_counter()
         render_input(kind, source, output, plan, render_config, config.encode, config.workers, config.progress,
-                     config.overwrite, total=summary.frames)
+                     config.overwrite, total=summary.frames, info=info)
         summary.stages["blur+write"] = time.perf_counter() - clock
         done = True
     finally:
@@ -402,15 +403,16 @@ def render(source: Path, plan_path: Path, output: Path, render_config: RenderCon
         overlay = Overlay(json.loads(body))
         log.warning("--draw-boxes: %s shows every face clear with its box; it is for checking, not publishing",
                     output)
-    if kind == "video" and not allow_truncated:
+    info = probe(source) if kind == "video" else None
+    if info is not None and not allow_truncated:
         from faceblur.truncation import check_end
 
-        check_end(source, probe(source))
+        check_end(source, info)
     summary = RunSummary(output=str(output), kind=kind, input=str(source), plan=plan.summary,
                          detector=plan.detector, embedder=plan.embedder)
     clock = time.perf_counter()
     summary.frames = render_input(kind, source, output, plan, render_config, encode or EncodeConfig(), workers,
-                                  progress, overwrite, overlay=overlay, on_frames=on_frames)
+                                  progress, overwrite, overlay=overlay, on_frames=on_frames, info=info)
     summary.faces = int(plan.summary.get("faces", 0))
     summary.stages["blur+write"] = time.perf_counter() - clock
     return summary
