@@ -265,12 +265,12 @@ def make_probes(faces: Sequence[Face], detect: Detect | None, kinds: Sequence[st
 def embed_probes(embedder, probes: Sequence[Probe]) -> np.ndarray:
     """(n, dim) unit vectors. Each probe is its own image: an ArcFace-style embedder gets them
     aligned one by one and run as one batch; any other embedder gets one ``embed`` call each."""
-    if hasattr(embedder, "embed_aligned"):
+    if hasattr(embedder, "embed_crops"):
         from handler.align import align_faces
 
         size = embedder.spec.size
         crops = np.concatenate([align_faces(p.image, p.landmarks[None], p.box[None], size) for p in probes])
-        return embedder.embed_aligned(crops)
+        return embedder.embed_crops(crops)
     return np.concatenate([embedder.embed(p.image, p.landmarks[None], p.box[None]) for p in probes])
 
 

@@ -7,6 +7,15 @@ own signature when it loads; whatever the spec leaves out is read from the model
 
 Per frame: every face is aligned with the 5-point similarity transform (handler/align.py), the
 crops are batched (a fixed-batch model gets its last batch padded), run, and L2-normalised.
+
+Test-time flip (``flip``, README "Choosing who is blurred"): every face is embedded as the
+normalised sum of the embeddings of its aligned crop and of the crop's mirror image (the standard
+trick for ArcFace-family models, trained on mirrored faces too), which averages out some of what a
+single crop's noise, light and pose put into the vector. It doubles the network's work per face.
+Measured with MobileFaceNet on the development clips (per sample, faces under 64 px): true matches
+above the impostors' 99th percentile 0.66 -> 0.70, the highest impostor 0.41 -> 0.39. Flipping only
+the small faces was measured too and lost the gain: the reference photos are large faces, and it is
+their vectors too that move (the far witness against another person's photo: 0.08 -> 0.01).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ class ArcFaceSpec:
     batch: int | None = None
     dim: int | None = None
     max_batch: int = 32
+    flip: bool = False  # test-time flip: each face's vector is that of its crop plus its mirror image's
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -67,13 +77,15 @@ class ArcFaceSpec:
             raise ValueError(f"dim must be a positive integer or None, got {self.dim}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {self.max_batch}")
+        if not isinstance(self.flip, bool):
+            raise ValueError(f"flip must be true or false, got {self.flip!r}")
 
     @classmethod
     def from_manifest(cls, name: str, input: dict[str, Any] | None,
                       output: dict[str, Any] | None) -> ArcFaceSpec:
         """From a manifest entry's ``input``/``output`` objects."""
         inp, out = input or {}, output or {}
-        known_in = {"name", "size", "layout", "colour", "mean", "std", "batch"}
+        known_in = {"name", "size", "layout", "colour", "mean", "std", "batch", "flip"}
         unknown = (set(inp) - known_in) | (set(out) - {"name", "dim"})
         if unknown:
             raise ValueError(f"model {name!r}: unknown input/output fields {sorted(unknown)}")
@@ -88,6 +100,7 @@ class ArcFaceSpec:
             output_name=out.get("name"),
             batch=inp.get("batch"),
             dim=out.get("dim"),
+            flip=inp.get("flip", False),
         )
 
 
@@ -197,9 +210,18 @@ class ArcFaceEmbedder:
             raise RuntimeError(f"{self.name}: model gave {vectors.shape[1]}-d vectors, expected {self.dim}")
         return l2_normalise(vectors)
 
+    def embed_crops(self, crops: np.ndarray) -> np.ndarray:
+        """(n, size, size, 3) uint8 RGB aligned crops -> (n, dim) float32, unit L2 norm; with
+        ``spec.flip`` each crop's vector plus its mirror image's, run in the same batches."""
+        crops = np.asarray(crops, dtype=np.uint8)
+        if not self.spec.flip or not len(crops):
+            return self.embed_aligned(crops)
+        vectors = self.embed_aligned(np.concatenate([crops, np.ascontiguousarray(crops[:, :, ::-1])]))
+        return l2_normalise(vectors[:len(crops)] + vectors[len(crops):])
+
     def embed(self, image: np.ndarray, landmarks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """``image`` HxWx3 uint8 RGB, ``landmarks`` (n,5,2), ``boxes`` (n,4) -> (n, dim) float32."""
-        return self.embed_aligned(align_faces(image, landmarks, boxes, self.spec.size))
+        return self.embed_crops(align_faces(image, landmarks, boxes, self.spec.size))
 
 
 def load_arcface(spec: ArcFaceSpec, path: str | Path, providers: list[str],

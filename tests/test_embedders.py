@@ -214,6 +214,37 @@ def test_arcface_backend_runs_every_model_shape(tmp_path, case):
     assert embedder.embed(frame, np.zeros((0, 5, 2)), np.zeros((0, 4))).shape == (0, model_fields["dim"])
 
 
+def test_flip_embeds_every_face_with_its_mirror_image_in_the_same_batches(tmp_path):
+    """Test-time flip: each face's vector is the normalised sum of its crop's and its mirror image's,
+    all of a frame's crops and mirrors in one call; a face's vector does not depend on the others."""
+    weight, bias = synthetic_embedder(tmp_path / "m.onnx", batch=2, dim=192)
+    embedder = load_arcface(ArcFaceSpec(name="synthetic", batch=2, dim=192, flip=True), tmp_path / "m.onnx", CPU)
+    frame = gradient_frame()
+    marks, boxes = faces_at([(120.0, 120.0), (300.0, 200.0), (480.0, 300.0)], scale=0.6, angle_deg=5.0)
+    seen: list[np.ndarray] = []
+    run = embedder.embed_aligned
+    embedder.embed_aligned = lambda crops: (seen.append(crops), run(crops))[1]
+    vectors = embedder.embed(frame, marks, boxes)
+    crops = align_faces(frame, marks, boxes)
+    assert len(seen) == 1 and len(seen[0]) == 6, "three crops and their three mirror images in one call"
+    np.testing.assert_array_equal(seen[0][3:], crops[:, :, ::-1])
+    both = expected_output(crops, embedder.spec, weight, bias) + expected_output(crops[:, :, ::-1], embedder.spec,
+                                                                                 weight, bias)
+    np.testing.assert_allclose(vectors, both / np.linalg.norm(both, axis=1, keepdims=True), atol=1e-5)
+    alone = np.concatenate([embedder.embed(frame, marks[i:i + 1], boxes[i:i + 1]) for i in range(3)])
+    np.testing.assert_allclose(vectors, alone, atol=1e-5)
+    assert embedder.embed(frame, np.zeros((0, 5, 2)), np.zeros((0, 4))).shape == (0, 192)
+
+
+def test_the_shipped_mobilefacenet_entry_uses_the_flip():
+    from model import get_entry
+
+    entry = get_entry("mobilefacenet")
+    assert ArcFaceSpec.from_manifest("mobilefacenet", entry.input, entry.output).flip is True
+    with pytest.raises(ValueError, match="flip"):
+        ArcFaceSpec(name="x", flip="yes")  # type: ignore[arg-type]
+
+
 MISMATCHES = [
     # spec fields, model fields, message fragment
     (dict(output_name="features"), dict(second_output=True), "no output 'features'"),
