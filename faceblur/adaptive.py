@@ -145,7 +145,7 @@ class AdaptiveAnalyser:
         self._cuts: set[int] = set()  # frames where the plan will start a shot
         self._undecided: set[int] = set()  # frames that may start one, not decided yet
         linker = plan_linker(plan, pipeline.embedder.name if self.embed else "")
-        self.scheduler = Scheduler(config.schedule, linker, self._cut_at)
+        self.scheduler = Scheduler(config.schedule, linker, self._cut_at, plan.pad_frames)
         self.policy = IntervalPolicy(config.schedule)
         self.tally = Tally()
 

@@ -164,6 +164,7 @@ class Scheduler:
     config: ScheduleConfig = field(default_factory=ScheduleConfig)
     linker: FaceLinker = field(default_factory=_plan_linker)
     cut_at: Callable[[int], bool] = _no_cut
+    pad_frames: int = 5  # PlanConfig.pad_frames: the plan extends every sequence so far at both ends
 
     def __post_init__(self) -> None:
         self.position = make_cost(1.0, 1.0, 0.0)  # net candidates carry no embedding
@@ -199,13 +200,25 @@ class Scheduler:
         if self._at.frame != a.frame:
             raise ValueError(f"the chain is at frame {self._at.frame}, not at the window's start {a.frame}")
 
-    def _expected(self, ids: np.ndarray, b: Look, frame: int) -> np.ndarray:
-        """Boxes at ``frame`` of the sequences continued at ``b`` (``ids``, one per face of ``b``):
-        linear from each one's last detection to its face at ``b``, as the plan fills the gap."""
+    def _expected(self, ids: np.ndarray, boxes: np.ndarray, b: int, frame: int) -> np.ndarray:
+        """Boxes at ``frame`` of the sequences ``ids`` continued by ``boxes`` at frame ``b``: linear
+        from each one's last detection to its box at ``b``, as the plan fills the gap."""
+        if not len(ids):
+            return np.zeros((0, 4), np.float32)
         box, seen = self.linker.boxes
         rows = np.searchsorted(self.linker.live, ids)  # live ids are increasing (new ones come last)
-        t = ((frame - seen[rows]) / np.maximum(b.frame - seen[rows], 1))[:, None]
-        return ((1 - t) * box[rows] + t * b.faces.xyxy).astype(np.float32)
+        t = ((frame - seen[rows]) / np.maximum(b - seen[rows], 1))[:, None]
+        return ((1 - t) * box[rows] + t * boxes).astype(np.float32)
+
+    def _flicker(self, a: Look, b: Look, born: np.ndarray, left: np.ndarray) -> bool:
+        """Whether what starts and ends between ``a`` and ``b`` may stay unsearched: only low
+        candidates (under the linker's ``weak_score``, the plan's ``face_score``; most are noise
+        that flickers frame by frame), in a window the plan's padding spans (``pad_frames`` at each
+        end of every sequence), so a low candidate that is a face is blurred on the frames between
+        either way."""
+        weak = self.linker.weak_score
+        return b.frame - a.frame <= self.pad_frames + 1 and bool(
+            (b.faces.confidence[born] < weak).all() and (a.faces.confidence[left] < weak).all())
 
     def _window(self, a: Look, b: Look, net: Mapping[int, np.ndarray]
                 ) -> tuple[tuple[int, str] | None, tuple[FaceLinker, np.ndarray]]:
@@ -215,9 +228,11 @@ class Scheduler:
         if b.frame - a.frame <= 1:
             return None, linked
         _, ids = linked
-        if not (np.isin(ids, self.linker.live).all() and np.isin(self._ids, ids).all()):
-            log.debug("frames %d and %d disagree: %d and %d faces, %d sequences continued", a.frame, b.frame,
-                      len(a.faces), len(b.faces), int(np.isin(self._ids, ids).sum()))
+        kept = np.isin(ids, self.linker.live)  # faces of b continuing a sequence
+        left = ~np.isin(self._ids, ids)  # faces of a whose sequence b does not continue
+        if not (kept.all() and not left.any()) and not self._flicker(a, b, ~kept, left):
+            log.debug("frames %d and %d disagree: %d faces appear, %d leave", a.frame, b.frame, int((~kept).sum()),
+                      int(left.sum()))
             return (split_point(a, b, net), "disagreement"), linked
         known = np.concatenate([rejected(a, self.position, self.config.net_cost),
                                 rejected(b, self.position, self.config.net_cost)])
@@ -226,7 +241,7 @@ class Scheduler:
             candidates = net.get(frame)
             if candidates is None or not len(candidates):
                 continue
-            expected = self._expected(ids, b, frame) if len(ids) else np.zeros((0, 4), np.float32)
+            expected = self._expected(ids[kept], b.faces.xyxy[kept], b.frame, frame)
             n = unexplained(candidates, expected, known, self.position, self.config.net_cost)
             if n > best_count:
                 best, best_count = frame, n
