@@ -297,6 +297,7 @@ class Tally:
     frames: int = 0
     reasons: Counter = field(default_factory=Counter)
     closeups_reused: int = 0  # full analyses whose close-up pass was the net's (faceblur/adaptive.py)
+    nets_reused: int = 0  # frames that took the net's candidates of a still frame before them
 
     @property
     def analysed(self) -> int:
@@ -308,4 +309,5 @@ class Tally:
     def line(self) -> str:
         share = f" ({100 * self.analysed / self.frames:.0f}%)" if self.frames else ""
         why = ", ".join(f"{r} {self.reasons[r]}" for r in REASONS if self.reasons.get(r))
-        return f"analysis adaptive: {self.analysed} of {self.frames} frames fully analysed{share}: {why or '-'}"
+        still = f"; net skipped on {self.nets_reused} still frames" if self.nets_reused else ""
+        return f"analysis adaptive: {self.analysed} of {self.frames} frames fully analysed{share}: {why or '-'}{still}"

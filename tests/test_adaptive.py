@@ -343,6 +343,29 @@ def test_a_weak_face_seen_on_two_analysed_frames_with_unseen_frames_between_is_n
     assert [s.decision for s in make_plan(every, PlanConfig()).sequences] == ["drop"]
 
 
+def test_the_net_skips_a_frame_that_only_sensor_noise_changed_and_runs_where_a_face_enters(faces_dir):
+    """Dim footage: the same room with fresh noise (sigma 8) on every frame reuses the net's pass,
+    for at most ``span`` frames; a 32 px face entering (the smallest the net finds reliably at
+    640x360, here on a 320x180 frame) or a camera move runs it."""
+    from faceblur.adaptive import StillFrames
+
+    rng = np.random.default_rng(0)
+    room = background(W, H, seed=3).astype(np.float32) * 0.35  # dim
+
+    def noisy(image):
+        return np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+
+    still = StillFrames(below=4.0, span=8)
+    fresh = [still.fresh(i, noisy(room)) for i in range(20)]
+    assert fresh[0] and sum(fresh) == 3  # frames 0, 9, 18: the span bounds the reuse
+    patch, box = face_patch(faces_dir, "obama", 32)
+    entered = room.copy()
+    paste(entered, (patch * 0.35).astype(np.uint8), box, 150, 60)
+    assert still.fresh(20, noisy(entered))
+    assert not still.fresh(21, noisy(entered))
+    assert still.fresh(22, noisy(np.roll(entered, 6, axis=1)))  # the camera pans 6 px
+
+
 def test_the_per_frame_pass_hands_frames_on_in_order_whatever_finishes_first():
     import time
     from types import SimpleNamespace
