@@ -266,7 +266,7 @@ class AdaptiveAnalyser:
 
             def more(frame: int, why: str) -> Look:
                 nonlocal extra
-                extra += 1
+                extra += why != "flicker"  # low candidates flicker at any interval: it stays
                 return analyse(by_index[frame], why)
 
             self.scheduler.resolve(last, b, {w.index: w.net for w in window[:-1]}, more)

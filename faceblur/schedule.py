@@ -55,7 +55,7 @@ from postprocess.tracking import CostFunction, FaceLinker, make_cost, match
 log = logging.getLogger(__name__)
 
 #: why a frame was fully analysed (the run summary counts them)
-REASONS = ("start", "interval", "cut", "end", "disagreement", "net")
+REASONS = ("start", "interval", "cut", "end", "disagreement", "flicker", "net")
 
 
 @dataclass(frozen=True)
@@ -210,15 +210,21 @@ class Scheduler:
         t = ((frame - seen[rows]) / np.maximum(b - seen[rows], 1))[:, None]
         return ((1 - t) * box[rows] + t * boxes).astype(np.float32)
 
-    def _flicker(self, a: Look, b: Look, born: np.ndarray, left: np.ndarray) -> bool:
-        """Whether what starts and ends between ``a`` and ``b`` may stay unsearched: only low
-        candidates (under the linker's ``weak_score``, the plan's ``face_score``; most are noise
-        that flickers frame by frame), in a window the plan's padding spans (``pad_frames`` at each
-        end of every sequence), so a low candidate that is a face is blurred on the frames between
-        either way."""
+    def _flicker(self, a: Look, b: Look, born: np.ndarray, left: np.ndarray) -> tuple[int, str] | None:
+        """Where to look when only low candidates (under the linker's ``weak_score``, the plan's
+        ``face_score``; most are noise that flickers frame by frame) start (``born``, faces of
+        ``b``) or end (``left``, faces of ``a``) between ``a`` and ``b``: nowhere when the plan's
+        padding (``pad_frames`` at each end of every sequence) spans the window, so such a candidate,
+        if it is a face, is blurred on the frames between either way; else one padding's reach from
+        the end concerned (``a`` for an end, ``b`` for a start), so that where it is gone there, the
+        rest is spanned. A disagreement of confident faces returns None too (not a flicker)."""
         weak = self.linker.weak_score
-        return b.frame - a.frame <= self.pad_frames + 1 and bool(
-            (b.faces.confidence[born] < weak).all() and (a.faces.confidence[left] < weak).all())
+        if not ((b.faces.confidence[born] < weak).all() and (a.faces.confidence[left] < weak).all()):
+            return None
+        reach = self.pad_frames + 1
+        if b.frame - a.frame <= reach:
+            return -1, "flicker"  # settled
+        return (a.frame + reach if left.any() else b.frame - reach), "flicker"
 
     def _window(self, a: Look, b: Look, net: Mapping[int, np.ndarray]
                 ) -> tuple[tuple[int, str] | None, tuple[FaceLinker, np.ndarray]]:
@@ -230,10 +236,14 @@ class Scheduler:
         _, ids = linked
         kept = np.isin(ids, self.linker.live)  # faces of b continuing a sequence
         left = ~np.isin(self._ids, ids)  # faces of a whose sequence b does not continue
-        if not (kept.all() and not left.any()) and not self._flicker(a, b, ~kept, left):
+        if not (kept.all() and not left.any()):
             log.debug("frames %d and %d disagree: %d faces appear, %d leave", a.frame, b.frame, int((~kept).sum()),
                       int(left.sum()))
-            return (split_point(a, b, net), "disagreement"), linked
+            flicker = self._flicker(a, b, ~kept, left)
+            if flicker is None:
+                return (split_point(a, b, net), "disagreement"), linked
+            if flicker[0] >= 0:
+                return flicker, linked
         known = np.concatenate([rejected(a, self.position, self.config.net_cost),
                                 rejected(b, self.position, self.config.net_cost)])
         best, best_count = -1, 0

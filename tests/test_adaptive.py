@@ -138,6 +138,28 @@ def test_the_scheduler_settles_what_the_plan_links_and_starts_shots_where_the_pl
             assert _coverage(plan, f, box) >= 0.9, (f, box, plan.boxes(f))
 
 
+def _scored(score: float, *boxes) -> FrameFaces:
+    faces = _faces(*boxes)
+    faces.confidence[:] = score
+    return faces
+
+
+def test_a_low_candidate_that_starts_or_ends_is_looked_for_only_as_far_as_the_plans_padding_reaches():
+    """Low candidates (under the plan's face score) flicker frame by frame: where one appears or
+    leaves, the frame one padding's reach (pad_frames + 1) away is analysed; once the window is
+    within that reach it is settled, since the plan's padding covers the frames between. A
+    confident face is searched down to neighbouring frames as before."""
+    face, low = (10, 10, 50, 50), (200, 100, 212, 112)
+    both = FrameFaces.concat([_scored(0.9, face), _scored(0.08, low)])
+    a, alone = Look(0, _scored(0.9, face)), Look(16, both)
+    assert Scheduler().next_frame(a, alone, {}) == (10, "flicker")  # it appeared: is it there 6 frames before?
+    assert Scheduler().next_frame(Look(0, both), Look(16, _scored(0.9, face)), {}) == (6, "flicker")  # it left
+    assert Scheduler().next_frame(Look(10, _scored(0.9, face)), Look(16, both), {}) is None  # padding spans it
+    confident = Look(16, FrameFaces.concat([_scored(0.9, face), _scored(0.5, low)]))
+    assert Scheduler().next_frame(a, confident, {}) == (8, "disagreement")
+    assert Scheduler(pad_frames=0).next_frame(Look(10, _scored(0.9, face)), Look(16, both), {}) == (15, "flicker")
+
+
 def test_an_identity_change_between_analysed_frames_is_a_disagreement():
     one, other = np.eye(4, dtype=np.float32)[0], np.eye(4, dtype=np.float32)[1]
     box = np.array([[10, 10, 50, 50]], np.float32)
