@@ -171,6 +171,7 @@ class Scheduler:
         self._tick = 0  # analysed frames linked so far: the plan's gap clock
         self._at: Look | None = None  # the last frame linked
         self._ids = np.zeros(0, np.int64)  # its faces' sequences
+        self._seen: dict[int, int] = {}  # detections so far of each live sequence
         self._queue: list[Look] = []
 
     def begin(self, look: Look) -> None:
@@ -189,6 +190,10 @@ class Scheduler:
 
     def _advance(self, look: Look, linked: tuple[FaceLinker, np.ndarray] | None = None) -> None:
         self.linker, self._ids = linked or self._link(look)
+        for i in self._ids.tolist():
+            self._seen[i] = self._seen.get(i, 0) + 1
+        if len(self._seen) > 4 * len(self.linker.live) + 64:  # forget sequences that ended
+            self._seen = {i: self._seen.get(i, 0) for i in self.linker.live.tolist()}
         self._tick += 1
         self._at = look
 
@@ -221,6 +226,8 @@ class Scheduler:
         weak = self.linker.weak_score
         if not ((b.faces.confidence[born] < weak).all() and (a.faces.confidence[left] < weak).all()):
             return None
+        if any(self._seen.get(int(i), 0) > 1 for i in self._ids[left]):
+            return None  # a low candidate seen twice may be a dim face that dipped: searched, for its evidence
         reach = self.pad_frames + 1
         if b.frame - a.frame <= reach:
             return -1, "flicker"  # settled
