@@ -25,6 +25,9 @@ not link what the scheduler paired. Here the scheduler's links *are* the plan's.
 ``a..b`` is settled when
 
 * ``b = a + 1`` (nothing in between), or
+* only low candidates start or end between them, within the reach of the plan's padding
+  (:meth:`Scheduler._flicker`; further away, the frame one reach from that end is analysed, reason
+  ``flicker``), and every net candidate is explained as below, or
 * ``a`` and ``b`` agree, and every net candidate on every frame between is explained: paired (cost
   ``net_cost``) with the box the plan will interpolate for a sequence the linker continued at ``b``
   (linear from its last detection at or before ``a`` to ``b``), or with a net candidate that a full
