@@ -227,7 +227,8 @@ class Scheduler:
         the end concerned (``a`` for an end, ``b`` for a start), so that where it is gone there, the
         rest is spanned. A disagreement of confident faces returns None too (not a flicker)."""
         weak = self.linker.weak_score
-        if not ((b.faces.confidence[born] < weak).all() and (a.faces.confidence[left] < weak).all()):
+        if self.pad_frames < 1 or not ((b.faces.confidence[born] < weak).all() and
+                                       (a.faces.confidence[left] < weak).all()):
             return None
         if any(self._seen.get(int(i), 0) > 1 for i in self._ids[left]):
             return None  # a low candidate seen twice may be a dim face that dipped: searched, for its evidence
