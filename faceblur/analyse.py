@@ -56,28 +56,17 @@ def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, worker
 
 def analyse_adaptive(pipeline: FacePipeline, pipeline_config: PipelineConfig, plan_config: PlanConfig,
                      config: LocalConfig, source: Path, store, bar: tqdm, seen: FrameTally | None = None):
-    """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler's cost and cut rule
-    taken from the plan's options so that it pairs faces as the plan will link them; ``seen``
-    counts every decoded frame (the truncation check)."""
-    from dataclasses import replace
-
+    """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler linking faces and cutting
+    shots with the plan's own linker and cut detector, made from ``plan_config`` (so it links as the
+    plan will); ``seen`` counts every decoded frame (the truncation check)."""
     from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
     from handler.runtime import select_providers
-    from postprocess.identity import DEFAULT_THRESHOLDS
-    from postprocess.tracking import make_cost
 
     adaptive = config.adaptive or AdaptiveConfig()
-    adaptive = replace(adaptive, schedule=replace(adaptive.schedule, max_cost=plan_config.max_cost,
-                                                  cut_threshold=plan_config.cut_threshold))
-    embed = plan_config.mode != "all"
-    name = pipeline.embedder.name if pipeline.embedder is not None else ""
-    threshold = plan_config.identity_threshold if plan_config.identity_threshold is not None else \
-        DEFAULT_THRESHOLDS.get(name, 0.3)
-    cost = make_cost(plan_config.iou_weight, plan_config.distance_weight, plan_config.embedding_weight,
-                     max(1.0 - threshold, 0.05))
     net = Net(pipeline, pipeline_config.resolved_model_dir(),
               select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive)
-    return analyse_adaptive(pipeline, source, store, adaptive, embed, net, config.workers, bar.update, cost, seen)
+    return analyse_adaptive(pipeline, source, store, adaptive, plan_config.mode != "all", net, config.workers,
+                            bar.update, plan_config, seen)
 
 
 def frame_refs(folder: Path) -> list[FrameRef]:

@@ -40,6 +40,10 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
                         "(larger finds smaller faces, costs more)")
     g.add_argument("--net-threshold", type=number(float, 0.01, 0.99), default=a["net_threshold"],
                    help="adaptive: score a candidate of the cheap pass needs")
+    g.add_argument("--still-below", type=number(float, 0, 255), default=a["still_below"],
+                   help="adaptive: a frame whose block means (32 cells along its longer side) all moved less than "
+                        "this many grey levels from the last frame the cheap pass ran on, at most "
+                        f"{a['still_span']} frames back, reuses that pass (0: the cheap pass runs on every frame)")
 
 
 def adaptive_config(args: argparse.Namespace) -> AdaptiveConfig:
@@ -47,4 +51,4 @@ def adaptive_config(args: argparse.Namespace) -> AdaptiveConfig:
     from faceblur.schedule import ScheduleConfig
 
     return AdaptiveConfig(schedule=ScheduleConfig(min_interval=args.min_interval, max_interval=args.max_interval),
-                          net_side=args.net_side, net_threshold=args.net_threshold)
+                          net_side=args.net_side, net_threshold=args.net_threshold, still_below=args.still_below)

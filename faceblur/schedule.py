@@ -7,38 +7,40 @@ weakness, a face that enters and leaves between two analysed frames, is closed h
 detection pass on every frame (the *net*, ``faceblur/adaptive.py``): a net candidate that the
 sequences between two analysed frames do not explain gets its frame fully analysed.
 
-Two analysed frames ``a < b`` of one shot **agree** when every face of one is paired with a face of
-the other by the plan's own link cost (``postprocess.tracking.make_cost``: box overlap, centre
-distance, and the embedding distance where both carry embeddings, so an identity change
-disagrees) at or below ``max_cost``, directly: so the plan's linker, which matches the same two
-frames with the same cost (and a motion prediction), links them too. (Following each face through
-the net's candidates frame by frame was tried: it let a face that moves more than its size between
-``a`` and ``b`` count as paired, but the plan then did not link it, and a development clip lost
-14% of its faces. Moving faces are therefore analysed more densely.) A candidate scoring under
-``hold_below`` that one frame lacks is still paired where that frame's full analysis has a *weak*
-response there (``Look.weak``: the detector's responses under the candidate score): such
-candidates flicker over and under the candidate score frame by frame, and searching each crossing
-analysed a still clip on half its frames (:func:`holds`). **Off by default** (``hold_below`` 0):
-the plan never sees the weak responses, so it ended a held dim face's sequence after ``max_gap``
-analysed frames where the scheduler kept it and left frames uncovered; giving the plan those
-responses instead diluted the dim faces' sequences on the development set's hardest dim clip
-(recall 0.951 -> 0.886). Recall first, so low candidates are searched; the mechanism stays as a
-config knob. A window
+Two analysed frames ``a < b`` of one shot **agree** when the plan will link them without a
+sequence starting or ending between them. The scheduler knows how the plan will link them because
+it runs the plan's own linker (``postprocess.plan.plan_linker``: the same cost, ``max_cost``,
+``max_gap``, weak-candidate guard, embeddings in the identity modes, all from the plan's options)
+over the analysed frames in frame order, as ``make_plan`` does: the same faces (the plan links
+every face of every analysed frame; confirmation comes after linking), the same gap clock (analysed
+frames), and a new shot where the plan's own cut detector (``postprocess.plan.plan_cutter``, over
+every frame's signature) starts one. Windows are settled left to right, so the linker's state at
+``a`` is final when ``a..b`` is decided, and a frame analysed between them is linked from ``a``'s
+state exactly as the plan will link it. ``a`` and ``b`` agree when linking ``b``'s faces from ``a``'s
+state gives every face of ``b`` a sequence that was live at ``a`` (nothing appeared) and continues
+every sequence that had a face at ``a`` (nothing left). The linker predicts motion, so a face that
+moves steadily agrees over more frames than a direct pairing of the two frames allowed. (Following
+faces through the net's candidates was tried before and lost 14% of a clip's faces: the plan did
+not link what the scheduler paired. Here the scheduler's links *are* the plan's.) A window
 ``a..b`` is settled when
 
 * ``b = a + 1`` (nothing in between), or
+* only low candidates start or end between them, within the reach of the plan's padding
+  (:meth:`Scheduler._flicker`; further away, the frame one reach from that end is analysed, reason
+  ``flicker``), and every net candidate is explained as below, or
 * ``a`` and ``b`` agree, and every net candidate on every frame between is explained: paired (cost
-  ``net_cost``) with a box interpolated between the paired faces of ``a`` and ``b``, or with a net
-  candidate that a full analysis at ``a`` or ``b`` rejected (a net false positive that stays put).
+  ``net_cost``) with the box the plan will interpolate for a sequence the linker continued at ``b``
+  (linear from its last detection at or before ``a`` to ``b``), or with a net candidate that a full
+  analysis at ``a`` or ``b`` rejected (a net false positive that stays put).
 
-Otherwise :func:`next_frame` names the frame to analyse: on disagreement, next to the change in the
-number of net candidates nearest the middle, else the middle (:func:`split_point`); else the frame
-with the most unexplained candidates (``net``). :func:`resolve` repeats that until every window is
-settled. :class:`IntervalPolicy` adapts the interval: halved after a window that needed extra
-analysis, doubled after one that did not, within ``min_interval .. max_interval``.
-:func:`is_cut_candidate` marks frames to analyse on both sides: any frame whose softened signature
-distance reaches half the plan's cut threshold (the plan cuts only at such frames, see
-``postprocess/shots.py``), so no sequence of the plan starts or ends in a frame nobody analysed.
+Otherwise :func:`Scheduler.next_frame` names the frame to analyse: on disagreement, next to the
+change in the number of net candidates nearest the middle, else the middle (:func:`split_point`);
+else the frame with the most unexplained candidates (``net``). :meth:`Scheduler.resolve` repeats
+that until every window is settled. :class:`IntervalPolicy` adapts the interval: halved after a
+window that needed extra analysis, doubled after one that did not, within ``min_interval ..
+max_interval``. Both sides of every frame that may start a shot are analysed
+(``CutDetector.could_cut``: the plan cuts only at such frames), so no sequence of the plan starts or
+ends in a frame nobody analysed.
 """
 
 from __future__ import annotations
@@ -51,50 +53,39 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from contract import FrameFaces
-from postprocess.tracking import CostFunction, make_cost, match
+from postprocess.tracking import CostFunction, FaceLinker, make_cost, match
 
 log = logging.getLogger(__name__)
 
 #: why a frame was fully analysed (the run summary counts them)
-REASONS = ("start", "interval", "cut", "end", "disagreement", "net")
+REASONS = ("start", "interval", "cut", "end", "disagreement", "flicker", "net")
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    """The scheduler's knobs (``face-blur run --help``)."""
+    """The scheduler's knobs (``face-blur run --help``); how faces link and where shots cut are the
+    plan's options (``PlanConfig``), through its linker and cut detector."""
 
     min_interval: int = 2
     max_interval: int = 16
-    max_cost: float = 0.5  # faces of two analysed frames are one face at this link cost (PlanConfig.max_cost)
     net_cost: float = 0.5  # a net candidate is explained by an expected box at this cost (box + distance)
-    cut_threshold: float = 0.5  # PlanConfig.cut_threshold; candidates at half of it
-    hold_below: float = 0.0  # (off) a candidate scoring under this is still there where a weak response is
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_interval <= self.max_interval <= 250:
             raise ValueError("analysis intervals need 1 <= min_interval <= max_interval <= 250, got "
                              f"{self.min_interval}, {self.max_interval}")
-        if not 0 < self.max_cost <= 1:
-            raise ValueError(f"max_cost must be in (0, 1], got {self.max_cost}")
         if not 0 < self.net_cost <= 1:
             raise ValueError(f"net_cost must be in (0, 1], got {self.net_cost}")
-        if not 0 <= self.hold_below <= 1:
-            raise ValueError(f"hold_below must be in [0, 1], got {self.hold_below}")
-        if not self.cut_threshold > 0:
-            raise ValueError(f"cut_threshold must be > 0, got {self.cut_threshold}")
 
 
 @dataclass
 class Look:
-    """What a full analysis found at ``frame``: its faces (the candidates the plan gets), the net's
-    candidates on that frame (to learn which candidates are net false positives), and ``weak``: the
-    detector's responses under the candidate score (only to tell a candidate that dipped under it
-    from one that is gone; the plan never sees them)."""
+    """What a full analysis found at ``frame``: its faces (what the plan gets), and the net's
+    candidates on that frame (to learn which candidates are net false positives)."""
 
     frame: int
     faces: FrameFaces
     net: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    weak: FrameFaces = field(default_factory=FrameFaces.empty)
 
     def __post_init__(self) -> None:
         self.net = np.asarray(self.net, np.float32).reshape(-1, 4)
@@ -103,41 +94,6 @@ class Look:
 def _faces(boxes: np.ndarray) -> FrameFaces:
     n = len(boxes)
     return FrameFaces(np.asarray(boxes, np.float32).reshape(n, 4), np.ones(n), np.zeros((n, 5, 2)), np.zeros((n, 0)))
-
-
-def pair(a: Look, b: Look, cost: CostFunction, max_cost: float) -> tuple[np.ndarray, np.ndarray]:
-    """Faces of ``a`` (rows) paired one-to-one with faces of ``b`` (cols) at cost <= ``max_cost``."""
-    if not len(a.faces) or not len(b.faces):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return match(cost(a.faces.xyxy, a.faces.embedding, b.faces), max_cost)
-
-
-def agree(a: Look, b: Look, cost: CostFunction, max_cost: float, hold_below: float = 0.0) -> bool:
-    """Every face of ``a`` paired with one of ``b`` and the other way round; a face scoring under
-    ``hold_below`` may pair with a weak response of the other frame instead (see :func:`holds`)."""
-    rows, cols = pair(a, b, cost, max_cost)
-    if len(rows) == len(a.faces) == len(b.faces):
-        return True
-    return holds(a, b, rows, cols, cost, max_cost, hold_below)
-
-
-def holds(a: Look, b: Look, rows: np.ndarray, cols: np.ndarray, cost: CostFunction, max_cost: float,
-          hold_below: float) -> bool:
-    """Whether every face of ``a`` and ``b`` left unpaired by (``rows``, ``cols``) scores under
-    ``hold_below`` and is paired with a weak response of the other frame: a low candidate that
-    dipped under the candidate score (its score flickers around it frame by frame), not one that
-    appeared or left. Such a candidate is seen again at the next analysed frames, where the plan
-    bridges the gap; one that really leaves is gone from the weak responses too, and disagrees."""
-    for here, there, paired in ((a, b, rows), (b, a, cols)):
-        left = np.setdiff1d(np.arange(len(here.faces)), paired)
-        if not len(left):
-            continue
-        if not len(there.weak) or (here.faces.confidence[left] >= hold_below).any():
-            return False
-        r, _ = match(cost(here.faces.xyxy[left], np.zeros((len(left), 0)), there.weak), max_cost)
-        if len(r) < len(left):
-            return False
-    return True
 
 
 def split_point(a: Look, b: Look, net: Mapping[int, np.ndarray]) -> int:
@@ -154,12 +110,6 @@ def split_point(a: Look, b: Look, net: Mapping[int, np.ndarray]) -> int:
             if a.frame < frame < b.frame and abs(frame - middle) < best_distance:
                 best, best_distance = frame, abs(frame - middle)
     return best
-
-
-def expected_boxes(a: Look, b: Look, rows: np.ndarray, cols: np.ndarray, frame: int) -> np.ndarray:
-    """Boxes of the paired faces linearly interpolated to ``frame`` (between ``a`` and ``b``)."""
-    t = (frame - a.frame) / max(b.frame - a.frame, 1)
-    return ((1 - t) * a.faces.xyxy[rows] + t * b.faces.xyxy[cols]).astype(np.float32)
 
 
 def rejected(look: Look, position: CostFunction, net_cost: float) -> np.ndarray:
@@ -193,27 +143,118 @@ def unexplained(candidates: np.ndarray, expected: np.ndarray, known_false: np.nd
     return int(left.sum())
 
 
+def _plan_linker() -> FaceLinker:
+    from postprocess.config import PlanConfig
+    from postprocess.plan import plan_linker
+
+    return plan_linker(PlanConfig(), "")
+
+
+def _no_cut(frame: int) -> bool:
+    return False
+
+
 @dataclass
 class Scheduler:
-    """The decisions over plain data; ``cost`` is the plan's link cost (default: its defaults)."""
+    """The decisions over plain data, and the chain of the plan's linker over the analysed frames.
+
+    ``linker``: a fresh linker as the plan builds it (``postprocess.plan.plan_linker``; default: the
+    plan's defaults). ``cut_at(frame)``: whether the plan starts a shot at that frame (its cut
+    detector's decision; asked only once the chain reaches the frame, so the driver must know it by
+    then). Analysed frames enter the chain in frame order: those analysed outside a window (the first
+    frame, both sides of a cut) through :meth:`begin`, the rest through :meth:`resolve`."""
 
     config: ScheduleConfig = field(default_factory=ScheduleConfig)
-    cost: CostFunction | None = None
+    linker: FaceLinker = field(default_factory=_plan_linker)
+    cut_at: Callable[[int], bool] = _no_cut
+    pad_frames: int = 5  # PlanConfig.pad_frames: the plan extends every sequence so far at both ends
 
     def __post_init__(self) -> None:
-        self.cost = self.cost or make_cost()
         self.position = make_cost(1.0, 1.0, 0.0)  # net candidates carry no embedding
+        self._tick = 0  # analysed frames linked so far: the plan's gap clock
+        self._at: Look | None = None  # the last frame linked
+        self._ids = np.zeros(0, np.int64)  # its faces' sequences
+        self._seen: dict[int, int] = {}  # detections so far of each live sequence
+        self._queue: list[Look] = []
 
-    def next_frame(self, a: Look, b: Look, net: Mapping[int, np.ndarray]) -> tuple[int, str] | None:
-        """The frame between ``a`` and ``b`` to analyse next and why, or None: the window is settled."""
-        if b.frame - a.frame <= 1:
+    def begin(self, look: Look) -> None:
+        """A frame analysed outside a window; it is linked when a window after it is resolved."""
+        self._queue.append(look)
+
+    def _link(self, look: Look) -> tuple[FaceLinker, np.ndarray]:
+        """The linker after linking ``look``'s faces (a fork of the chain's) and their sequences, as
+        ``make_plan`` links an analysed frame."""
+        linker = self.linker.fork()
+        if self.cut_at(look.frame):
+            linker.new_shot()
+        if not len(look.faces):  # the plan skips faceless frames; the gap clock still counts them
+            return linker, np.zeros(0, np.int64)
+        return linker, linker.update(look.faces, frame_index=look.frame, tick=self._tick).track_id
+
+    def _advance(self, look: Look, linked: tuple[FaceLinker, np.ndarray] | None = None) -> None:
+        self.linker, self._ids = linked or self._link(look)
+        for i in self._ids.tolist():
+            self._seen[i] = self._seen.get(i, 0) + 1
+        if len(self._seen) > 4 * len(self.linker.live) + 64:  # forget sequences that ended
+            self._seen = {i: self._seen.get(i, 0) for i in self.linker.live.tolist()}
+        self._tick += 1
+        self._at = look
+
+    def _catch_up(self, a: Look) -> None:
+        while self._queue and self._queue[0].frame <= a.frame:
+            self._advance(self._queue.pop(0))
+        if self._at is None:
+            self._advance(a)
+        if self._at.frame != a.frame:
+            raise ValueError(f"the chain is at frame {self._at.frame}, not at the window's start {a.frame}")
+
+    def _expected(self, ids: np.ndarray, boxes: np.ndarray, b: int, frame: int) -> np.ndarray:
+        """Boxes at ``frame`` of the sequences ``ids`` continued by ``boxes`` at frame ``b``: linear
+        from each one's last detection to its box at ``b``, as the plan fills the gap."""
+        if not len(ids):
+            return np.zeros((0, 4), np.float32)
+        box, seen = self.linker.boxes
+        rows = np.searchsorted(self.linker.live, ids)  # live ids are increasing (new ones come last)
+        t = ((frame - seen[rows]) / np.maximum(b - seen[rows], 1))[:, None]
+        return ((1 - t) * box[rows] + t * boxes).astype(np.float32)
+
+    def _flicker(self, a: Look, b: Look, born: np.ndarray, left: np.ndarray) -> tuple[int, str] | None:
+        """Where to look when only low candidates (under the linker's ``weak_score``, the plan's
+        ``face_score``; most are noise that flickers frame by frame) start (``born``, faces of
+        ``b``) or end (``left``, faces of ``a``) between ``a`` and ``b``: nowhere when the plan's
+        padding (``pad_frames`` at each end of every sequence) spans the window, so such a candidate,
+        if it is a face, is blurred on the frames between either way; else one padding's reach from
+        the end concerned (``a`` for an end, ``b`` for a start), so that where it is gone there, the
+        rest is spanned. A disagreement of confident faces returns None too (not a flicker)."""
+        weak = self.linker.weak_score
+        if self.pad_frames < 1 or not ((b.faces.confidence[born] < weak).all() and
+                                       (a.faces.confidence[left] < weak).all()):
             return None
-        rows, cols = pair(a, b, self.cost, self.config.max_cost)
-        if not len(rows) == len(a.faces) == len(b.faces) and \
-                not holds(a, b, rows, cols, self.cost, self.config.max_cost, self.config.hold_below):
-            log.debug("frames %d and %d disagree: %d and %d faces, %d paired", a.frame, b.frame, len(a.faces),
-                      len(b.faces), len(rows))
-            return split_point(a, b, net), "disagreement"
+        if any(self._seen.get(int(i), 0) > 1 for i in self._ids[left]):
+            return None  # a low candidate seen twice may be a dim face that dipped: searched, for its evidence
+        reach = self.pad_frames + 1
+        if b.frame - a.frame <= reach:
+            return -1, "flicker"  # settled
+        return (a.frame + reach if left.any() else b.frame - reach), "flicker"
+
+    def _window(self, a: Look, b: Look, net: Mapping[int, np.ndarray]
+                ) -> tuple[tuple[int, str] | None, tuple[FaceLinker, np.ndarray]]:
+        """The frame between ``a`` (where the chain is) and ``b`` to analyse next and why, or None
+        (settled); and the chain linked on to ``b``."""
+        linked = self._link(b)
+        if b.frame - a.frame <= 1:
+            return None, linked
+        _, ids = linked
+        kept = np.isin(ids, self.linker.live)  # faces of b continuing a sequence
+        left = ~np.isin(self._ids, ids)  # faces of a whose sequence b does not continue
+        if not (kept.all() and not left.any()):
+            log.debug("frames %d and %d disagree: %d faces appear, %d leave", a.frame, b.frame, int((~kept).sum()),
+                      int(left.sum()))
+            flicker = self._flicker(a, b, ~kept, left)
+            if flicker is None:
+                return (split_point(a, b, net), "disagreement"), linked
+            if flicker[0] >= 0:
+                return flicker, linked
         known = np.concatenate([rejected(a, self.position, self.config.net_cost),
                                 rejected(b, self.position, self.config.net_cost)])
         best, best_count = -1, 0
@@ -221,26 +262,34 @@ class Scheduler:
             candidates = net.get(frame)
             if candidates is None or not len(candidates):
                 continue
-            n = unexplained(candidates, expected_boxes(a, b, rows, cols, frame), known, self.position,
-                            self.config.net_cost)
+            expected = self._expected(ids[kept], b.faces.xyxy[kept], b.frame, frame)
+            n = unexplained(candidates, expected, known, self.position, self.config.net_cost)
             if n > best_count:
                 best, best_count = frame, n
-        return (best, "net") if best_count else None
+        return ((best, "net") if best_count else None), linked
+
+    def next_frame(self, a: Look, b: Look, net: Mapping[int, np.ndarray]) -> tuple[int, str] | None:
+        """The frame between ``a`` and ``b`` to analyse next and why, or None: the window is settled."""
+        self._catch_up(a)
+        return self._window(a, b, net)[0]
 
     def resolve(self, a: Look, b: Look, net: Mapping[int, np.ndarray],
                 analyse: Callable[[int, str], Look]) -> list[Look]:
         """Analyse frames between ``a`` and ``b`` (``analyse(frame, reason)``) until every window is
-        settled; returns the new looks in frame order."""
+        settled, left to right, linking each settled window's end; returns the new looks in frame
+        order. The chain ends at ``b``."""
+        self._catch_up(a)
         found: list[Look] = []
-        todo = [(a, b)]
-        while todo:
-            lo, hi = todo.pop()
-            step = self.next_frame(lo, hi, net)
+        ends, lo = [b], a
+        while ends:
+            step, linked = self._window(lo, ends[-1], net)
             if step is None:
+                lo = ends.pop()
+                self._advance(lo, linked)
                 continue
             look = analyse(*step)
             found.append(look)
-            todo += [(look, hi), (lo, look)]
+            ends.append(look)
         return sorted(found, key=lambda look: look.frame)
 
 
@@ -262,12 +311,6 @@ class IntervalPolicy:
         return self.interval
 
 
-def is_cut_candidate(distance: float, config: ScheduleConfig) -> bool:
-    """A frame whose softened signature distance to the previous one could start a shot in the plan
-    (``postprocess.shots``: a cut needs at least half the threshold)."""
-    return distance >= config.cut_threshold / 2
-
-
 @dataclass
 class Tally:
     """How many frames were fully analysed, and why."""
@@ -275,6 +318,7 @@ class Tally:
     frames: int = 0
     reasons: Counter = field(default_factory=Counter)
     closeups_reused: int = 0  # full analyses whose close-up pass was the net's (faceblur/adaptive.py)
+    nets_reused: int = 0  # frames that took the net's candidates of a still frame before them
 
     @property
     def analysed(self) -> int:
@@ -286,4 +330,5 @@ class Tally:
     def line(self) -> str:
         share = f" ({100 * self.analysed / self.frames:.0f}%)" if self.frames else ""
         why = ", ".join(f"{r} {self.reasons[r]}" for r in REASONS if self.reasons.get(r))
-        return f"analysis adaptive: {self.analysed} of {self.frames} frames fully analysed{share}: {why or '-'}"
+        still = f"; net skipped on {self.nets_reused} still frames" if self.nets_reused else ""
+        return f"analysis adaptive: {self.analysed} of {self.frames} frames fully analysed{share}: {why or '-'}{still}"

@@ -60,6 +60,24 @@ class _Scan:
     brightness: np.ndarray  # per frame: mean brightness from its signature (NaN: unknown), for confirm.py
 
 
+def plan_linker(config: PlanConfig, embedder: str) -> FaceLinker:
+    """The linker :func:`make_plan` links the analysed frames with, for results embedded by
+    ``embedder`` ("" without embeddings). Adaptive analysis (``faceblur/schedule.py``) runs the same
+    one over the frames it analyses, so that it knows how the plan will link them."""
+    threshold = config.identity_threshold if config.identity_threshold is not None else \
+        DEFAULT_THRESHOLDS.get(embedder, 0.3)
+    cost = make_cost(config.iou_weight, config.distance_weight, config.embedding_weight,
+                     embedding_scale=max(1.0 - threshold, 0.05))
+    return FaceLinker(cost, max_cost=config.max_cost, max_gap=config.max_gap, keep_embeddings=False,
+                      weak_score=config.face_score, weak_max_cost=config.weak_max_cost)
+
+
+def plan_cutter(config: PlanConfig) -> CutDetector:
+    """The cut detector :func:`make_plan` runs over every frame's signature (adaptive analysis runs
+    the same one, so that its linker starts a shot where the plan's does)."""
+    return CutDetector(config.cut_threshold, config.cut_spike_ratio)
+
+
 def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameResult | None,
           config: PlanConfig) -> _Scan:
     """Read every frame result exactly once (a lazy mapping may parse it from disk on each access):
@@ -71,14 +89,9 @@ def _scan(results: Mapping[int, FrameResult], frames: np.ndarray, first: FrameRe
     but are not linked: they are no evidence of absence. The linker's gap clock counts analysed
     frames only, so ``max_gap`` means analysed frames without a match; boxes for the frames between
     come from interpolation along the sequences."""
-    hint = first.embedder if first is not None else ""
-    threshold = config.identity_threshold if config.identity_threshold is not None else \
-        DEFAULT_THRESHOLDS.get(hint, 0.3)
-    cost = make_cost(config.iou_weight, config.distance_weight, config.embedding_weight,
-                     embedding_scale=max(1.0 - threshold, 0.05))
-    linker = FaceLinker(cost, max_cost=config.max_cost, max_gap=config.max_gap, keep_embeddings=False,
-                        weak_score=config.face_score, weak_max_cost=config.weak_max_cost)
-    cutter = CutDetector(config.cut_threshold, config.cut_spike_ratio)
+    linker = plan_linker(config, first.embedder if first is not None else "")
+    cost = linker.cost
+    cutter = plan_cutter(config)
     sizes: set[tuple[int, int]] = set()
     embedders: set[str] = set()
     detectors: set[str] = set()
@@ -228,7 +241,7 @@ def _decide(results: Mapping[int, FrameResult], tracks: list[FaceTrack], dropped
     return decisions, scores, picked
 
 
-__all__ = ["WEAK_EMBEDDERS", "make_plan"]
+__all__ = ["WEAK_EMBEDDERS", "make_plan", "plan_cutter", "plan_linker"]
 
 
 def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,

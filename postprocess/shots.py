@@ -167,6 +167,12 @@ class CutDetector:
     def flush(self) -> list[bool]:
         return self._settle(self._n)
 
+    def could_cut(self) -> bool:
+        """Whether the last frame pushed may turn out to start a shot (its distance reaches half the
+        threshold: every cut does), before :meth:`push` settles it: adaptive analysis analyses both
+        sides of such frames (``faceblur/adaptive.py``)."""
+        return self._n > 1 and bool(self._dist[self._n - 1] >= self.threshold / 2)
+
     def _settle(self, upto: int) -> list[bool]:
         out = []
         for i in range(self._done, max(upto, self._done)):

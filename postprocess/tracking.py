@@ -28,6 +28,7 @@ only each sequence's head and tail embedding is kept for joining.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -285,6 +286,28 @@ class FaceLinker:
         self._log = _RowLog(keep_embeddings)
         #: track id -> (mean embedding of its first detections, recent embedding at its end), unit vectors
         self.end_embeddings: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def fork(self) -> FaceLinker:
+        """A copy of the live sequences (boxes, motion, gap clocks, recent embeddings) that links on
+        from here exactly as this linker would, without the detections logged so far: adaptive
+        analysis (``faceblur/schedule.py``) tries the next analysed frame on a fork to see how the
+        plan will link it."""
+        other = copy.copy(self)
+        for name in ("_ids", "_box", "_vel", "_seen", "_strong", "_tick", "_emb", "_head", "_head_n"):
+            setattr(other, name, getattr(self, name).copy())
+        other._shot_of, other.end_embeddings = {}, {}
+        other._log = _RowLog(self._log.keep_embeddings)
+        return other
+
+    @property
+    def live(self) -> np.ndarray:
+        """Ids of the live sequences (those the next frame's faces may continue)."""
+        return self._ids.copy()
+
+    @property
+    def boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t,4) last detected box and (t,) its frame, of each live sequence (order of :attr:`live`)."""
+        return self._box.copy(), self._seen.copy()
 
     def new_shot(self, shot: int | None = None) -> None:
         """A cut: end every live sequence; later sequences belong to ``shot`` (default: next)."""

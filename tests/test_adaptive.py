@@ -81,36 +81,88 @@ def test_a_net_false_positive_that_full_analysis_rejected_at_both_ends_costs_not
     assert Scheduler().next_frame(a, b, fresh) == (7, "net")
 
 
+def _moving(frame: int) -> tuple[float, float, float, float]:
+    """A 30 px face moving 12 px a frame: 40% of its width, as on the crossing clip."""
+    x = 10 + 12 * frame
+    return (x, 40, x + 30, 70)
+
+
+def test_a_steadily_moving_face_agrees_over_a_window_once_the_plans_linker_knows_its_motion():
+    scheduler = Scheduler()
+    looks = [Look(f, _faces(_moving(f))) for f in range(5)]
+    for a, b in zip(looks, looks[1:], strict=False):  # neighbours: the linker learns the motion (as the plan's does)
+        assert scheduler.resolve(a, b, {}, lambda f, why: pytest.fail("nothing between")) == []
+    # eight frames on, the boxes are 3 face widths apart: only the motion links them
+    assert scheduler.next_frame(looks[4], Look(12, _faces(_moving(12))), {}) is None
+    assert scheduler.next_frame(looks[4], Look(12, _faces(_moving(4))), {}) == (8, "disagreement")  # it stopped
+    # without the motion known (the first analysed frame), the same distance disagrees
+    assert Scheduler().next_frame(looks[0], Look(8, _faces(_moving(8))), {}) == (4, "disagreement")
+
+
+def test_the_scheduler_settles_what_the_plan_links_and_starts_shots_where_the_plan_does():
+    """The analysed frames of a resolved schedule, given to ``make_plan``: every face seen at two
+    analysed frames of a settled window is one sequence there, so the frames between are covered."""
+    from postprocess.config import PlanConfig
+    from postprocess.plan import make_plan
+
+    def world(frame: int):
+        boxes = [(10 + 6 * frame, 40, 40 + 6 * frame, 70)]  # moving 20% of its width a frame
+        if 20 <= frame <= 26:
+            boxes.append((200, 100, 240, 140))  # a still face for a while
+        return boxes
+
+    cuts = {30}
+    scheduler = Scheduler(cut_at=cuts.__contains__)
+    looks = {0: Look(0, _faces(*world(0)))}
+
+    def analyse(frame: int, reason: str) -> Look:
+        looks[frame] = Look(frame, _faces(*world(frame)))
+        return looks[frame]
+
+    for a, b in ((0, 8), (8, 16), (16, 24), (24, 29)):
+        looks.setdefault(b, analyse(b, "interval"))
+        scheduler.resolve(looks[a], looks[b], {}, analyse)
+    scheduler.begin(analyse(30, "cut"))  # the plan cuts at 30 (its signatures say so below)
+    analyse(36, "interval")
+    scheduler.resolve(looks[30], looks[36], {}, analyse)
+    assert 19 in looks and 20 in looks and 26 in looks and 27 in looks  # the still face pinned
+    other = np.zeros(128, np.float32)
+    other[5] = 1.0
+    results = {f: _result(f, world(f) if f in looks else [], analysed=f in looks) for f in range(0, 37)}
+    for f in range(30, 37):
+        results[f] = FrameResult(W, H, results[f].faces, results[f].detector, "", other, f in looks)
+    plan = make_plan(results, PlanConfig())
+    assert plan.shots.tolist() == [[0, 29], [30, 36]]
+    for f in range(0, 37):
+        for box in world(f):
+            assert _coverage(plan, f, box) >= 0.9, (f, box, plan.boxes(f))
+
+
 def _scored(score: float, *boxes) -> FrameFaces:
     faces = _faces(*boxes)
     faces.confidence[:] = score
     return faces
 
 
-def test_a_low_candidate_that_dips_under_the_candidate_score_is_held_not_searched():
-    """A candidate scoring about the candidate score (0.05) flickers over and under it frame by frame;
-    where the detector still responds there under it (a weak response), nothing is searched."""
+def test_a_low_candidate_that_starts_or_ends_is_looked_for_only_as_far_as_the_plans_padding_reaches():
+    """Low candidates (under the plan's face score) flicker frame by frame: where one appears or
+    leaves, the frame one padding's reach (pad_frames + 1) away is analysed; once the window is
+    within that reach it is settled, since the plan's padding covers the frames between. A
+    confident face is searched down to neighbouring frames as before."""
     face, low = (10, 10, 50, 50), (200, 100, 212, 112)
-    a = Look(0, FrameFaces.concat([_scored(0.9, face), _scored(0.06, low)]))
-    held = Look(16, _scored(0.9, face), weak=_scored(0.03, (201, 100, 213, 112)))
-    gone = Look(16, _scored(0.9, face))  # no response at all where it was: it left, so search
-    elsewhere = Look(16, _scored(0.9, face), weak=_scored(0.03, (20, 150, 32, 162)))
-    hold = Scheduler(ScheduleConfig(hold_below=0.3))  # off by default (faceblur/schedule.py says why)
-    assert hold.next_frame(a, held, {}) is None
-    assert hold.next_frame(a, gone, {}) == (8, "disagreement")
-    assert hold.next_frame(a, elsewhere, {}) == (8, "disagreement")
-    assert hold.next_frame(held, a, {}) is None  # the same the other way round
-    assert Scheduler().next_frame(a, held, {}) == (8, "disagreement")  # the default searches it
-
-
-def test_a_confident_face_with_only_a_weak_response_on_the_other_frame_is_searched():
-    face = (10, 10, 50, 50)
-    a = Look(0, _scored(0.9, face))
-    faded = Look(16, FrameFaces.empty(), weak=_scored(0.03, face))  # leaving, occluded: where it goes is searched
-    assert Scheduler(ScheduleConfig(hold_below=0.3)).next_frame(a, faded, {}) == (8, "disagreement")
-    assert Scheduler(ScheduleConfig(hold_below=0.0)).next_frame(
-        Look(0, _scored(0.06, face)), Look(16, FrameFaces.empty(), weak=_scored(0.03, face)), {}) == \
-        (8, "disagreement")  # hold_below 0: nothing is held
+    both = FrameFaces.concat([_scored(0.9, face), _scored(0.08, low)])
+    a, alone = Look(0, _scored(0.9, face)), Look(16, both)
+    assert Scheduler().next_frame(a, alone, {}) == (10, "flicker")  # it appeared: is it there 6 frames before?
+    assert Scheduler().next_frame(Look(0, both), Look(16, _scored(0.9, face)), {}) == (6, "flicker")  # it left
+    assert Scheduler().next_frame(Look(10, _scored(0.9, face)), Look(16, both), {}) is None  # padding spans it
+    confident = Look(16, FrameFaces.concat([_scored(0.9, face), _scored(0.5, low)]))
+    assert Scheduler().next_frame(a, confident, {}) == (8, "disagreement")
+    # without padding, a binary search as for any face
+    assert Scheduler(pad_frames=0).next_frame(Look(10, _scored(0.9, face)), Look(16, both), {}) == \
+        (13, "disagreement")
+    twice = Scheduler()  # a low candidate seen on two analysed frames may be a dim face: its end is searched
+    twice.resolve(Look(0, both), Look(1, both), {}, lambda f, why: pytest.fail("nothing between"))
+    assert twice.next_frame(Look(1, both), Look(17, _scored(0.9, face)), {}) == (9, "disagreement")
 
 
 def test_an_identity_change_between_analysed_frames_is_a_disagreement():
@@ -318,6 +370,29 @@ def test_a_weak_face_seen_on_two_analysed_frames_with_unseen_frames_between_is_n
     assert [s.decision for s in make_plan(every, PlanConfig()).sequences] == ["drop"]
 
 
+def test_the_net_skips_a_frame_that_only_sensor_noise_changed_and_runs_where_a_face_enters(faces_dir):
+    """Dim footage: the same room with fresh noise (sigma 8) on every frame reuses the net's pass,
+    for at most ``span`` frames; a 32 px face entering (the smallest the net finds reliably at
+    640x360, here on a 320x180 frame) or a camera move runs it."""
+    from faceblur.adaptive import StillFrames
+
+    rng = np.random.default_rng(0)
+    room = background(W, H, seed=3).astype(np.float32) * 0.35  # dim
+
+    def noisy(image):
+        return np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+
+    still = StillFrames(below=4.0, span=8)
+    fresh = [still.fresh(i, noisy(room)) for i in range(20)]
+    assert fresh[0] and sum(fresh) == 3  # frames 0, 9, 18: the span bounds the reuse
+    patch, box = face_patch(faces_dir, "obama", 32)
+    entered = room.copy()
+    paste(entered, (patch * 0.35).astype(np.uint8), box, 150, 60)
+    assert still.fresh(20, noisy(entered))
+    assert not still.fresh(21, noisy(entered))
+    assert still.fresh(22, noisy(np.roll(entered, 6, axis=1)))  # the camera pans 6 px
+
+
 def test_the_per_frame_pass_hands_frames_on_in_order_whatever_finishes_first():
     import time
     from types import SimpleNamespace
@@ -349,30 +424,12 @@ class _Counting:
         return getattr(self.session, name)
 
 
-def test_full_analysis_gives_the_detectors_faces_and_keeps_its_weak_responses_apart(faces_dir, pipeline_config):
-    from faceblur.adaptive import weak_detector
-    from faceblur.inputs import read_image
-    from handler.pipeline import load_pipeline
-
-    detector = load_pipeline(pipeline_config).detector
-    weak_total = 0
-    for name in ("obama_and_biden.jpg", "two_people.jpg", "kit_with_rose.jpg"):
-        _, image = read_image(faces_dir / name)
-        faces, weak = weak_detector(detector, 0.02).detect(image)
-        direct = detector.detect(image)
-        np.testing.assert_array_equal(faces.xyxy, direct.xyxy)  # the plan gets exactly what it got before
-        np.testing.assert_array_equal(faces.confidence, direct.confidence)
-        assert (weak.confidence < detector.backend.options.threshold).all()
-        weak_total += len(weak)
-    assert weak_total > 0
-
-
 def test_at_1080p_the_cheap_pass_is_the_close_up_pass_of_a_full_analysis(faces_dir, pipeline_config):
     """A full-HD frame gets a fine pass and a close-up pass; the net's faces of that frame serve as
     the close-up pass, so a full analysis runs CenterFace once, and finds the faces as before."""
     from PIL import Image
 
-    from faceblur.adaptive import AdaptiveConfig, Net, weak_detector
+    from faceblur.adaptive import AdaptiveConfig, Net
     from faceblur.inputs import read_image
     from handler.pipeline import load_pipeline
 
@@ -380,14 +437,14 @@ def test_at_1080p_the_cheap_pass_is_the_close_up_pass_of_a_full_analysis(faces_d
     _, photo = read_image(faces_dir / "obama_and_biden.jpg")
     frame = np.asarray(Image.fromarray(photo).resize((1920, 1080)))  # faces well over 100 px
     net = Net(pipeline, None, ["CPUExecutionProvider"], AdaptiveConfig())
-    assert net.closeup and pipeline.detector.wants_coarse(1080, 1920)
-    full = weak_detector(pipeline.detector, 0.02)
-    counting = _Counting(pipeline.detector.backend.session)
-    full.low.backend.session = counting
-    before, _ = full.detect(frame)
+    detector = pipeline.detector
+    assert net.closeup and detector.wants_coarse(1080, 1920)
+    counting = _Counting(detector.backend.session)
+    detector.backend.session = counting
+    before = detector.detect(frame)
     assert counting.runs == 2  # fine + close-up
     counting.runs = 0
-    reused, _ = full.detect(frame, net.detect(frame))
+    reused = detector.detect(frame, coarse=net.detect(frame))
     assert counting.runs == 1
     confident = before[before.confidence >= 0.3]
     assert len(confident) >= 2
