@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from handler.boxes import nms
+
 BUCKETS = ((0, 24), (24, 40), (40, 80), (80, 10_000))
 FULL_RANGE = {"size": 192, "stride": 4, "repeats": 1}  # mediapipe face_detection_full_range_common.pbtxt
 
@@ -42,17 +44,6 @@ def anchors(size: int, stride: int, repeats: int) -> np.ndarray:
     centres = (np.arange(cells) + 0.5) / cells
     x, y = np.meshgrid(centres, centres)
     return np.repeat(np.stack([x.ravel(), y.ravel()], 1), repeats, axis=0).astype(np.float32)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> np.ndarray:
-    from contract.boxes import iou_matrix
-
-    order = np.argsort(-scores)
-    keep: list[int] = []
-    for i in order:
-        if not keep or iou_matrix(boxes[i:i + 1], boxes[keep]).max() < iou:
-            keep.append(int(i))
-    return np.array(keep, np.int64)
 
 
 class BlazeFace:
@@ -94,7 +85,7 @@ class BlazeFace:
         boxes = np.concatenate([centre - r[:, 2:4] / 2, centre + r[:, 2:4] / 2], 1) * self.size
         boxes -= [ox, oy, ox, oy]
         boxes /= scale
-        keep = nms(boxes, scores[hit])
+        keep = nms(boxes, scores[hit], 0.3)
         return boxes[keep].astype(np.float32), scores[hit][keep]
 
     def detect_tiles(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +104,7 @@ class BlazeFace:
         b, sc = np.concatenate(boxes), np.concatenate(scores)
         if not len(b):
             return b, sc
-        keep = nms(b, sc)
+        keep = nms(b, sc, 0.3)
         return b[keep], sc[keep]
 
 
