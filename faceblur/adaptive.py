@@ -212,10 +212,8 @@ class AdaptiveAnalyser:
         faces = p.detector.detect(item.image, coarse=item.net_faces) if closeup else p.detector.detect(item.image)
         faces.frame_index = item.index
         embedder = ""
-        if self.embed:
-            dim = p.embedder.dim
-            faces = faces.with_embedding(p.embedder.embed(item.image, faces.landmarks, faces.xyxy) if len(faces)
-                                         else np.zeros((0, dim), np.float32))
+        if self.embed:  # the pipeline's rule: candidates under its embed_min_score get no vector
+            faces = p.embed_faces(item.image, faces)
             embedder = p.embedder.name
         self.tally.reasons[reason] += 1
         log.debug("frame %d analysed (%s): %d faces %s, net %d", item.index, reason, len(faces),

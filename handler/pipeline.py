@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from contract import FrameResult
+from contract import FrameFaces, FrameResult
 from handler.detector import Detector, DetectorConfig
 from handler.detector_factory import create_detector
 from handler.embedder import Embedder, create_embedder
@@ -80,17 +80,24 @@ class FacePipeline:
         used.update(getattr(self.embedder, "providers", {}) if self.embedder is not None else {})
         return used
 
+    def embed_faces(self, image: np.ndarray, faces: FrameFaces) -> FrameFaces:
+        """``faces`` of ``image`` with their identity vectors: those scoring ``embed_min_score`` or
+        more embedded, the others all zeros. The one rule for every path that embeds (the server,
+        ``--analysis every`` and adaptive analysis), so a plan does not depend on the path. Without an
+        embedder, ``faces`` unchanged."""
+        if self.embedder is None:
+            return faces
+        vectors = np.zeros((len(faces), self.embedder.dim), np.float32)
+        chosen = np.flatnonzero(faces.confidence >= self.embed_min_score)
+        if len(chosen):
+            vectors[chosen] = self.embedder.embed(image, faces.landmarks[chosen], faces.xyxy[chosen])
+        return faces.with_embedding(vectors)
+
     def analyse(self, image: np.ndarray, frame_index: int = -1) -> FrameResult:
         """``image`` HxWx3 uint8 RGB (upright) -> its ``face-blur/frame/v1`` result."""
         faces = self.detector.detect(image)
         faces.frame_index = frame_index
-        chosen = np.flatnonzero(faces.confidence >= self.embed_min_score)
-        if self.embedder is not None and len(chosen):
-            vectors = np.zeros((len(faces), self.embedder.dim), np.float32)
-            vectors[chosen] = self.embedder.embed(image, faces.landmarks[chosen], faces.xyxy[chosen])
-            faces = faces.with_embedding(vectors)
-        elif self.embedder is not None:
-            faces = faces.with_embedding(np.zeros((len(faces), self.embedder.dim), np.float32))
+        faces = self.embed_faces(image, faces)
         return FrameResult(
             width=int(image.shape[1]),
             height=int(image.shape[0]),

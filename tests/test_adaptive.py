@@ -452,3 +452,36 @@ def test_at_1080p_the_cheap_pass_is_the_close_up_pass_of_a_full_analysis(faces_d
         from contract.boxes import iou_matrix
 
         assert iou_matrix(box[None], reused.xyxy).max() >= 0.5
+
+
+def test_identity_modes_embed_an_analysed_frame_as_analysing_every_frame_does(tmp_path, faces_dir, test_model_dir):
+    """In the identity modes a fully analysed frame carries the vectors that ``--analysis every``
+    (and the server) give it: confident faces embedded, candidates under the pipeline's
+    ``embed_min_score`` (0.3) all zeros. Adaptive analysis once embedded every candidate, so its plan
+    differed from the measured path and each stray of a noisy frame cost identity runs."""
+    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
+    from faceblur.video import iter_frames
+    from handler.pipeline import PipelineConfig, load_pipeline
+    from postprocess.results import ResultStore
+
+    pipeline = load_pipeline(PipelineConfig(model_dir=test_model_dir, embedder="mobilefacenet"))
+    clip = Clip(faces_dir, 12, [("obama", 56, 20, 40, 0, 11), ("rose_leslie", 14, 200, 30, 0, 11)])  # far: low
+    source = clip.write(tmp_path / "clip.mp4")
+    net = Net(pipeline, test_model_dir, ["CPUExecutionProvider"], AdaptiveConfig())
+    store = ResultStore()
+    try:
+        analyse_adaptive(pipeline, source, store, AdaptiveConfig(), True, net, 1, lambda n: None)
+        analysed = {i: store[i] for i in store if store[i].analysed}
+        direct = {f.index: pipeline.analyse(f.image, f.index) for f in iter_frames(source) if f.index in analysed}
+    finally:
+        store.close()
+    low = 0
+    for i, result in analysed.items():
+        faces, every = result.faces, direct[i].faces
+        assert result.embedder == "mobilefacenet"
+        np.testing.assert_allclose(faces.xyxy, every.xyxy, atol=0.1)
+        embedded = np.abs(faces.embedding).sum(axis=1) > 0
+        assert (embedded == (faces.confidence >= pipeline.embed_min_score)).all(), (i, faces.confidence)
+        np.testing.assert_allclose(faces.embedding, every.embedding, atol=1e-3)
+        low += int((~embedded).sum())
+    assert low >= 1  # the far face gives candidates under 0.3: the rule above was exercised
