@@ -188,16 +188,6 @@ class PlanConfig:
         _check(self.pad_frames >= 0, "pad_frames", ">= 0 frames", self.pad_frames)
         _check(0.0 <= self.pad_growth <= 1.0, "pad_growth", "in [0, 1]", self.pad_growth)
 
-    def confirm_rule(self):  # -> postprocess.confirm.ConfirmRule
-        """The confirmation rule these options describe."""
-        from postprocess.confirm import ConfirmRule
-
-        return ConfirmRule(keep_score=min(self.short_keep_score, 1.01), face_score=self.face_score,
-                           min_length=self.min_length, min_candidates=self.min_candidates,
-                           min_mean_score=self.min_mean_score, min_density=self.min_density,
-                           max_jitter=self.max_jitter, min_plausible=self.min_plausible, dim_below=self.dim_below,
-                           lit_below_size=self.lit_below_size)
-
     def to_dict(self) -> dict:
         """The options as JSON-ready values (picks as ``FRAME:X:Y`` strings)."""
         out = {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -44,24 +44,35 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from postprocess.config import PlanConfig
 from postprocess.shots import HSV_BINS
 from postprocess.tracking import FaceTrack
 
 
 @dataclass(frozen=True)
 class ConfirmRule:
-    """The knobs of the rule above (README "Detection"; defaults chosen on the video dev set)."""
+    """The knobs of the rule above (README "Detection"; defaults chosen on the video dev set). The
+    defaults are ``PlanConfig``'s, the options a user sets and the plan records, so they have one home."""
 
-    keep_score: float = 0.6
-    face_score: float = 0.3
-    min_length: int = 3
-    min_candidates: int = 5
-    min_mean_score: float = 0.08
-    min_density: float = 0.3
-    max_jitter: float = 0.25
-    min_plausible: float = 0.5
-    dim_below: float = 1.01
-    lit_below_size: float = 24.0
+    keep_score: float = PlanConfig.short_keep_score
+    face_score: float = PlanConfig.face_score
+    min_length: int = PlanConfig.min_length
+    min_candidates: int = PlanConfig.min_candidates
+    min_mean_score: float = PlanConfig.min_mean_score
+    min_density: float = PlanConfig.min_density
+    max_jitter: float = PlanConfig.max_jitter
+    min_plausible: float = PlanConfig.min_plausible
+    dim_below: float = PlanConfig.dim_below
+    lit_below_size: float = PlanConfig.lit_below_size
+
+    @classmethod
+    def of(cls, config: PlanConfig) -> ConfirmRule:
+        """The rule a plan made with ``config`` confirms by."""
+        return cls(keep_score=min(config.short_keep_score, 1.01), face_score=config.face_score,
+                   min_length=config.min_length, min_candidates=config.min_candidates,
+                   min_mean_score=config.min_mean_score, min_density=config.min_density,
+                   max_jitter=config.max_jitter, min_plausible=config.min_plausible, dim_below=config.dim_below,
+                   lit_below_size=config.lit_below_size)
 
     def __post_init__(self) -> None:
         for name in ("keep_score", "face_score", "min_mean_score", "min_density", "min_plausible", "dim_below"):

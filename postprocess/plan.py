@@ -18,7 +18,7 @@ import numpy as np
 
 from contract import FrameFaces, FrameResult
 from postprocess.config import Pick, PlanConfig
-from postprocess.confirm import confirm, signature_brightness
+from postprocess.confirm import ConfirmRule, confirm, signature_brightness
 from postprocess.guard import WEAK_EMBEDDERS, identity_blocker
 from postprocess.identity import (
     DEFAULT_THRESHOLDS,
@@ -289,7 +289,7 @@ def make_plan(results: Mapping[int, FrameResult], config: PlanConfig,
         seen = seen[np.isfinite(seen)]
         return float(np.median(seen)) if len(seen) else float("nan")
 
-    rule = config.confirm_rule()
+    rule = ConfirmRule.of(config)
     dropped, found = [], {}
     for t in scan.tracks:  # confirmed from the detections alone (before filling), see postprocess/confirm.py
         face, why = confirm(t, rule, unseen(t), light(t))

@@ -334,3 +334,12 @@ def test_one_confident_frame_is_blurred(tmp_path, faces_dir):
     assert detail(out[6], truth) < 0.5 * detail(decoded[6], truth)
     (face,) = [s for s in plan.sequences if s.decision == "blur"]
     assert "confident detection" in face.reason
+
+
+def test_the_rule_a_plan_confirms_with_is_the_rule_of_its_options():
+    """``PlanConfig`` (what a user sets and the plan records) and ``ConfirmRule`` share their
+    defaults, and a changed option reaches the rule."""
+    from postprocess.config import PlanConfig
+
+    assert ConfirmRule.of(PlanConfig()) == ConfirmRule()
+    assert ConfirmRule.of(PlanConfig(min_candidates=9, face_score=0.4)) == ConfirmRule(min_candidates=9, face_score=0.4)
