@@ -1,6 +1,7 @@
 """Candidate face embedders compared on photos and on the identity development clips.
 
-``python -m bench.embedder_compare --candidate NAME=MODEL.onnx:SIZE:LAYOUT:MEAN:STD:SCALE ...``
+``python -m bench.embedder_compare --candidate NAME=MODEL.onnx:SIZE:LAYOUT:MEAN[,G,B]:STD:SCALE[:BGR] ...``
+(an ONNX file from a TF.js model: ``python -m bench.tfjs_onnx``)
 
 Each candidate is an ONNX model fed like an ArcFace-style one (``handler/arcface.py``), with the
 test-time flip, aligned by the 5-point similarity transform to the ArcFace template scaled by
@@ -12,10 +13,10 @@ baseline. Measured, as the README's identity tables are:
   different people, the per-face TMR at FMR <= 1%, and the links (a face's mean over 5 degradations
   against another shot's mean over the other 4);
 - the clips (detections made once with the default detector, every candidate embedding the same
-  faces): per sample, faces under 64 px against the reference photos, the true matches above the
-  impostors' 99th percentile (TMR) and the highest impostor; and the plan numbers of
-  ``bench/identity_video.py`` with the candidate's zone of doubt and links derived from the photos
-  as the existing embedders' were (:func:`derive`).
+  faces): per sample, faces under 64 px against every reference photo of the clip, the AUC, the
+  true matches above the impostors' 99th percentile (TMR) and the highest impostor; and the plan
+  numbers of ``bench/identity_video.py``, with each candidate's zone of doubt and links placed in its
+  own photo impostor distribution where MobileFaceNet's sit in its (:func:`derive`).
 """
 
 from __future__ import annotations
@@ -246,15 +247,16 @@ def compare_clips(report: dict, embedders: dict, detector, args) -> None:
                 r[clip.name] = {"rows": rows, "true": true, "false": false}
                 print(clip.name, name, " ".join(f"{x['mode']}:{x['person']}:{x['recall']:.3f}/{x['kept_clear']:.3f}"
                                                for x in rows), file=sys.stderr, flush=True)
-    print("| embedder | TMR (small faces) | highest impostor | all recall | known recall / kept | "
+    print("| embedder | small faces: AUC | TMR | highest impostor | all recall | known recall / kept | "
           "select recall / kept | unknown recall / kept |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in report.items():
         clips = r["clips"].values()
         true = np.concatenate([c["true"] for c in clips])
         false = np.concatenate([c["false"] for c in clips])
         tmr = float(np.mean(true > np.percentile(false, 99))) if len(false) else float("nan")
         r["tmr"], r["false_max"] = tmr, float(false.max()) if len(false) else float("nan")
+        r["auc"] = float(np.mean(true[:, None] > false[None])) if len(true) and len(false) else float("nan")
         cells = []
         for mode in ("all", "known", "select", "unknown"):
             rows = [x for c in clips for x in c["rows"] if x["mode"] == mode]
@@ -263,7 +265,8 @@ def compare_clips(report: dict, embedders: dict, detector, args) -> None:
             rk = sum(x["kept_clear"] * x["must_keep"] for x in rows if x["must_keep"]) / nk if nk else float("nan")
             r[mode] = (rb, rk)
             cells.append(f"{rb:.3f}" if mode == "all" else f"{rb:.3f} / {rk:.3f}")
-        print(f"| {name} | {tmr:.2f} ({len(true)}/{len(false)}) | {r['false_max']:.2f} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {r['auc']:.3f} | {tmr:.2f} ({len(true)}/{len(false)}) | {r['false_max']:.2f} | "
+              + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "mobilefacenet":
             zone = {"T": t, "M": m, "weak": LINKS[name][0], "strong": LINKS[name][1]}
         report[name]["zone"] = zone
-        print(name, json.dumps(zone), file=sys.stderr, flush=True)
+    print("| embedder | photos: TMR at FMR <= 1% | sequence medians same / different | zone of doubt | links |")
+    print("| --- | --- | --- | --- | --- |")
+    for name, r in report.items():
+        ph, z = r["photos"], r["zone"]
+        print(f"| {name} | {ph['tmr_fmr1']:.2f} | >= {ph['seq_same_min']:.2f} / <= {ph['seq_diff_max']:.2f} | "
+              f"[{z['T'] - z['M']:.2f}, {z['T'] + z['M']:.2f}] | {z['weak']:.2f} / {z['strong']:.2f} |")
+    print()
     if not args.photos_only:
         compare_clips(report, embedders, detector, args)
     if args.json:
