@@ -122,7 +122,8 @@ class Net:
         backend = getattr(detector, "backend", None)
         full = isinstance(detector, FrameDetector) and isinstance(backend, CenterfaceDetector)
         floor = backend.options.threshold if full else CANDIDATE_THRESHOLD
-        session = load_centerface(centerface_path(model_dir), providers, threads=1)
+        session = load_centerface(centerface_path(model_dir), providers, threads=1,
+                                  fixed_size=getattr(pipeline, "fixed_size", False))  # one copy size per run
         self.backend = CenterfaceDetector(session, CenterfaceOptions(threshold=min(floor, config.net_threshold)))
         self.enhancer = getattr(detector, "enhancer", None)
         self.side = config.net_side

@@ -22,6 +22,7 @@ analysis, the others go to the store marked not analysed (covered by the plan's 
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -293,6 +294,10 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
         check_picks(plan_config.picks, 1, None, f"the photo {source}")
 
     pipeline_config = config.pipeline or PipelineConfig()
+    if kind == "video":  # one frame size: CenterFace reuses its memory between passes (a quarter less CPU)
+        from dataclasses import replace
+
+        pipeline_config = replace(pipeline_config, fixed_size=True)
     adaptive = kind == "video" and config.analysis == "adaptive"
     if adaptive and plan_config.mode == "all" and pipeline_config.embedder != "none":
         from dataclasses import replace
@@ -356,6 +361,10 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
             summary.frames = len(refs)
         summary.faces = store.faces
         summary.stages["detect"] = time.perf_counter() - clock
+        # the models' memory (CenterFace's kept blocks on a video) goes back before the encoder's grows;
+        # the pipeline sits in reference cycles, so only a collection frees it (1080p: 1.1 GiB peak without)
+        del pipeline
+        gc.collect()
 
         clock = time.perf_counter()
         plan = make_plan(store, plan_config, references)

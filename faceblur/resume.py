@@ -98,6 +98,7 @@ def analysis_options(pipeline_config: Any, detector: str, embedder: str) -> dict
     config = _plain(pipeline_config)
     config.pop("model_dir", None)  # where the files are does not change them; the loaded names below do
     config.pop("gpu_fallback", None)
+    config.pop("fixed_size", None)  # how memory is kept, not what is found
     walk("", config)
     flat["loaded detector"] = detector
     flat["loaded embedder"] = embedder or "none"

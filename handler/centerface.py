@@ -91,14 +91,24 @@ def write_dynamic_model(source: str | Path, target: str | Path) -> None:
     Path(target).write_bytes(data if data is not None else Path(source).read_bytes())
 
 
-def load_centerface(path: str | Path, providers: list[str], threads: int = 0) -> InferenceSession:
+def load_centerface(path: str | Path, providers: list[str], threads: int = 0,
+                    fixed_size: bool = False) -> InferenceSession:
     """An onnxruntime session for the CenterFace file at ``path`` that accepts any input size.
 
     A missing, corrupt or foreign file raises ModelLoadError naming ``path``.
 
-    Without onnxruntime's CPU memory arena: every frame size is a new input shape, and the arena kept
-    the largest blocks it had grown to (a worker at 830 MiB after 720p frames, 1,050 MiB after one
-    3000x3000; without it 230-280 MiB; ``python -m bench.serving_memory``).
+    Without onnxruntime's CPU memory arena by default (the server): every frame size is a new input
+    shape, and the arena kept the largest blocks it had grown to (a worker at 830 MiB after 720p
+    frames, 1,050 MiB after one 3000x3000; without it 230-280 MiB; ``python -m bench.serving_memory``).
+
+    ``fixed_size``: the caller feeds one input shape for the whole run (``face-blur run`` on a video:
+    one frame size, so one size per pass). Then the arena is on and the memory pattern off: the
+    feature maps' blocks are kept and reused from pass to pass, where without the arena every block
+    over glibc's mmap threshold was mapped, faulted in page by page and unmapped on every pass (a
+    fifth to a quarter of ``face-blur run``'s CPU was the kernel's). One 1920x1088 pass alone
+    (2026-12-02, shared machine): 0.72 s of CPU without the arena (peak 475 MiB), 0.38 s with it and
+    no memory pattern (467 MiB; with the pattern too, 757 MiB: it plans a second block per shape).
+    Fed many shapes, the arena keeps the largest (2.3 GiB after one 3008x3008): hence the default.
     """
     path = Path(path)
     if not path.is_file():
@@ -107,7 +117,7 @@ def load_centerface(path: str | Path, providers: list[str], threads: int = 0) ->
         data = _dynamic_model_bytes(path)
     except ImportError:
         data = None  # without the onnx package only a model with dynamic dims can be used
-        session = open_session(path, providers, threads, memory_arena=False)
+        session = open_session(path, providers, threads, memory_arena=fixed_size, memory_pattern=not fixed_size)
         shape = session.get_inputs()[0].shape
         if all(isinstance(d, int) for d in shape):
             raise ModelLoadError(
@@ -115,7 +125,8 @@ def load_centerface(path: str | Path, providers: list[str], threads: int = 0) ->
                 "so that it can be made dynamic at load time, or supply a model with dynamic dims"
             ) from None
         return session
-    return open_session(path, providers, threads, memory_arena=False, data=data)
+    return open_session(path, providers, threads, memory_arena=fixed_size, data=data,
+                        memory_pattern=not fixed_size)
 
 
 def pad_to_multiple(image: np.ndarray, multiple: int = ALIGN) -> np.ndarray:

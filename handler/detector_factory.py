@@ -56,26 +56,29 @@ def _mtcnn(config: DetectorConfig, model_dir: Path | None, providers: list[str])
     return MtcnnDetector(*sessions, options=MtcnnOptions(thresholds=tuple(config.mtcnn_thresholds)))
 
 
-def _centerface(config: DetectorConfig, model_dir: Path | None, providers: list[str]) -> Backend:
-    session = load_centerface(centerface_path(model_dir), providers)
+def _centerface(config: DetectorConfig, model_dir: Path | None, providers: list[str],
+                fixed_size: bool = False) -> Backend:
+    session = load_centerface(centerface_path(model_dir), providers, fixed_size=fixed_size)
     return CenterfaceDetector(session, CenterfaceOptions(threshold=config.candidate_threshold))
 
 
-def create_detector(config: DetectorConfig, model_dir: Path | None, providers: list[str]) -> Detector:
-    """Load the configured backend's sessions once. Raises ``handler.runtime.ModelLoadError``."""
+def create_detector(config: DetectorConfig, model_dir: Path | None, providers: list[str],
+                    fixed_size: bool = False) -> Detector:
+    """Load the configured backend's sessions once. Raises ``handler.runtime.ModelLoadError``.
+    ``fixed_size``: every frame of the run has one size (``handler.centerface.load_centerface``)."""
     enhancer = DarkEnhancer() if config.enhance_dark else None
     log.info("detector %s: min_face=%d max_side=%d candidate_threshold=%g enhance_dark=%s border_pad=%g "
              "native_pass=%s", config.backend, config.min_face, config.max_side, config.candidate_threshold,
              config.enhance_dark, config.border_pad, config.native_pass)
     if config.backend == "ensemble":
         return EnsembleDetector([
-            FrameDetector(_centerface(config, model_dir, providers), config.min_face, config.max_side, enhancer,
-                          COARSE_SIDE, config.border_pad, config.native_pass),
+            FrameDetector(_centerface(config, model_dir, providers, fixed_size), config.min_face, config.max_side,
+                          enhancer, COARSE_SIDE, config.border_pad, config.native_pass),
             FrameDetector(_mtcnn(config, model_dir, providers), config.min_face, config.max_side, enhancer,
                           border_pad=config.border_pad),
         ])
     backend = _mtcnn(config, model_dir, providers) if config.backend == "mtcnn" else _centerface(
-        config, model_dir, providers)
+        config, model_dir, providers, fixed_size)
     coarse = COARSE_SIDE if config.backend == "centerface" else 0  # MTCNN's pyramid covers every size
     native = config.native_pass and config.backend == "centerface"
     return FrameDetector(backend, config.min_face, config.max_side, enhancer, coarse, config.border_pad, native)

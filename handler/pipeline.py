@@ -48,6 +48,9 @@ class PipelineConfig:
     gpu_fallback: bool = True  # gpu asked for but absent: fall back to CPU (True) or refuse to start
     # candidates scoring below this get no identity vector (all zeros on the wire): see FacePipeline
     embed_min_score: float = EMBED_MIN_SCORE
+    # every frame of the run has one size (a video): CenterFace keeps its blocks from pass to pass
+    # (handler.centerface.load_centerface); off for the server, whose frames come in any size
+    fixed_size: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.embed_min_score <= 1:
@@ -67,10 +70,11 @@ class FacePipeline:
     """
 
     def __init__(self, detector: Detector, embedder: Embedder | None,
-                 embed_min_score: float = EMBED_MIN_SCORE) -> None:
+                 embed_min_score: float = EMBED_MIN_SCORE, fixed_size: bool = False) -> None:
         self.detector = detector
         self.embedder = embedder
         self.embed_min_score = float(embed_min_score)
+        self.fixed_size = bool(fixed_size)  # loaded for frames of one size (PipelineConfig.fixed_size)
 
     @property
     def providers(self) -> dict[str, str]:
@@ -112,8 +116,8 @@ def load_pipeline(config: PipelineConfig) -> FacePipeline:
     """Load every model once; raises ``handler.runtime.ModelLoadError`` naming a missing/corrupt file."""
     providers = select_providers(config.device, config.gpu_fallback)
     model_dir = config.resolved_model_dir()
-    detector = create_detector(config.detector, model_dir, providers)
+    detector = create_detector(config.detector, model_dir, providers, config.fixed_size)
     embedder = None if config.embedder == "none" else create_embedder(config.embedder, model_dir, providers)
     log.info("inference pipeline: detector=%s embedder=%s providers=%s model_dir=%s",
              detector.name, embedder.name if embedder else "none", providers, model_dir)
-    return FacePipeline(detector, embedder, config.embed_min_score)
+    return FacePipeline(detector, embedder, config.embed_min_score, config.fixed_size)

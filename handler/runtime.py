@@ -47,7 +47,7 @@ def select_providers(device: str = "auto", gpu_fallback: bool = True) -> list[st
 
 
 def open_session(path: str | Path, providers: list[str], threads: int = 0, memory_arena: bool = True,
-                 data: bytes | None = None, spinning: bool = False) -> InferenceSession:
+                 data: bytes | None = None, spinning: bool = False, memory_pattern: bool = True) -> InferenceSession:
     """An ``InferenceSession`` for ``path``; a missing or corrupt file raises ModelLoadError naming it.
 
     ``memory_arena=False`` for networks fed many input shapes (MTCNN's image pyramid): onnxruntime's
@@ -56,7 +56,8 @@ def open_session(path: str | Path, providers: list[str], threads: int = 0, memor
     ``spinning``: let onnxruntime's idle pool threads spin-wait for work. Off by default: the threads
     of one run (decode, analysis workers, encode) and other processes share the cores, and spinning
     threads burn the time the others need (``face-blur run`` on 2 shared cores: a fifth more CPU per
-    CenterFace pass with it on; README "Adaptive analysis")."""
+    CenterFace pass with it on; README "Adaptive analysis"). ``memory_pattern``: onnxruntime's
+    pre-planned block per input shape (on by default; see ``handler.centerface.load_centerface``)."""
     import onnxruntime as ort
 
     path = Path(path)
@@ -67,6 +68,7 @@ def open_session(path: str | Path, providers: list[str], threads: int = 0, memor
     if threads:
         opts.intra_op_num_threads = threads
     opts.enable_cpu_mem_arena = memory_arena
+    opts.enable_mem_pattern = memory_pattern
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     try:
         session = ort.InferenceSession(str(path) if data is None else data, sess_options=opts, providers=providers)

@@ -390,3 +390,24 @@ def test_fusion_never_merges_two_faces_of_one_backend():
     fused = fuse_faces([a, b])
     assert len(fused) == 2
     assert fused.landmarks[0].tolist() == [[1, 1]] * 5  # from the best-scoring member
+
+
+def test_a_video_run_keeps_centerface_memory_between_passes_and_finds_the_same_faces(faces_dir):
+    """``face-blur run`` on a video loads CenterFace for one frame size (``fixed_size``: onnxruntime's
+    arena on, its memory pattern off, a quarter less CPU); the faces are those of the default session,
+    pass after pass, and the server's default stays without the arena."""
+    from faceblur.inputs import read_image
+    from handler.pipeline import PipelineConfig, load_pipeline
+
+    _, image = read_image(faces_dir / "obama_and_biden.jpg")
+    default = load_pipeline(PipelineConfig(embedder="none"))
+    fixed = load_pipeline(PipelineConfig(embedder="none", fixed_size=True))
+    assert fixed.fixed_size and not default.fixed_size
+    assert fixed.detector.backend.session.get_session_options().enable_cpu_mem_arena
+    assert not default.detector.backend.session.get_session_options().enable_cpu_mem_arena
+    want = default.detector.detect(image)
+    assert len(want[want.confidence >= 0.3]) >= 2
+    for _ in range(2):
+        got = fixed.detector.detect(image)
+        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=0.05)
+        np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-4)
