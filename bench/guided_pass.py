@@ -7,7 +7,9 @@ At 640x360 a full analysis is CenterFace on the frame enlarged 1.5x (2.25x the f
 over the whole frame (640x360: CenterFace at 1.0x; 1080p: at 0.5x) and the net's pass (480 px, as
 adaptive analysis runs it on every frame), keeps their responses down to a low score ``t``, and
 runs the fine pass only on crops of the enlarged image around them (``handler/guided.py``: padded
-one face size, aligned to CenterFace's 32 px grid, merged), merged with the rest as today.
+``--margin`` face sizes (default: the detector's), aligned to CenterFace's 32 px grid, merged; only
+faces over a guiding box kept; the whole pass where the crops reach ``GUIDE_MAX_SHARE`` of it),
+merged with the rest as today.
 
 Per clip, every ``--stride``-th frame: truth faces (clipped to the frame, any visibility) that the
 current detector finds (a candidate >= 0.05 at IoU >= 0.3 with the truth box); of those, how many
@@ -72,11 +74,15 @@ def _touched(truth_boxes: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return (iou_matrix(truth_boxes, boxes) > 0).any(axis=1)
 
 
-def measure(clip: Path, stride: int, thresholds: list[float], dets, margin: float = 1.0) -> dict:
+def measure(clip: Path, stride: int, thresholds: list[float], dets, margin: float | None = None) -> dict:
+    from PIL import Image
+
     from bench.devset import load_truth
+    from contract import FrameFaces
     from faceblur.video import iter_frames
-    from handler.detector import merge_scales
-    from handler.guided import crop_rects, detect_in_rects, merge_rects, rect_fraction
+    from handler.boxes import clip_boxes
+    from handler.detector import GUIDE_MAX_SHARE, FrameDetector, merge_scales
+    from handler.guided import crop_rects, detect_in_rects, guided_by, merge_rects, rect_fraction
 
     full, low, low_frame = dets
     truth = load_truth(clip)
@@ -93,7 +99,8 @@ def measure(clip: Path, stride: int, thresholds: list[float], dets, margin: floa
         scale = full.detection_scale(h, w)
         clock = time.process_time()
         parts = [full._detect_at(image, scale, max(full.min_face * scale, full.backend.native_min_face))]
-        out["cpu_full"] += time.process_time() - clock
+        fine_cpu = time.process_time() - clock
+        out["cpu_full"] += fine_cpu
         if full.wants_coarse(h, w):
             parts.append(full._detect_at(image, full.coarse_side / max(h, w), full.backend.native_min_face))
         current = parts[0]
@@ -105,11 +112,9 @@ def measure(clip: Path, stride: int, thresholds: list[float], dets, margin: floa
         guide = low_frame._detect_at(image, guide_scale, 24.0)
         out["cpu_guide"] += time.process_time() - clock
         if (h, w) not in net_cache:
-            from handler.detector import FrameDetector
             net_cache[(h, w)] = FrameDetector(low, min_face=4, max_side=min(480, max(h, w)))
         net = net_cache[(h, w)].detect(image)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        from PIL import Image
         work = image if size == (w, h) else np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
         fx, fy = w / size[0], h / size[1]
         out.setdefault("best", []).extend(np.maximum(_best(tb, guide), _best(tb, net))[found].tolist())
@@ -123,14 +128,20 @@ def measure(clip: Path, stride: int, thresholds: list[float], dets, margin: floa
             gb, nb = guide.xyxy[guide.confidence >= t], net.xyxy[net.confidence >= t]
             boxes = np.concatenate([gb, nb])
             clock = time.process_time()
-            rects = merge_rects(crop_rects(boxes, scale, size[0], size[1], margin))
-            fine = detect_in_rects(full.backend.detect_at, work, rects, 24.0, full.backend.options.nms)
-            out[f"cpu{t}"] += time.process_time() - clock
-            from contract import FrameFaces
-            from handler.boxes import clip_boxes
-            factor = np.array([fx, fy], np.float32)
-            fine = FrameFaces(xyxy=clip_boxes(fine.xyxy * np.tile(factor, 2), w, h), confidence=fine.confidence,
-                              landmarks=fine.landmarks * factor, embedding=np.zeros((len(fine), 0), np.float32))
+            guiding = boxes / np.array([fx, fy, fx, fy], np.float32)
+            rects = merge_rects(crop_rects(guiding, 1.0, size[0], size[1], margin))
+            share = rect_fraction(rects, size[0], size[1])
+            if share >= GUIDE_MAX_SHARE:  # the whole pass, as the detector does
+                out[f"cpu{t}"] += fine_cpu
+                share = 1.0
+                fine = parts[0]
+            else:
+                fine = detect_in_rects(full.backend.detect_at, work, rects, 24.0, full.backend.options.nms)
+                fine = fine[guided_by(fine.xyxy, guiding)]
+                out[f"cpu{t}"] += time.process_time() - clock
+                factor = np.array([fx, fy], np.float32)
+                fine = FrameFaces(xyxy=clip_boxes(fine.xyxy * np.tile(factor, 2), w, h), confidence=fine.confidence,
+                                  landmarks=fine.landmarks * factor, embedding=np.zeros((len(fine), 0), np.float32))
             guided = fine
             for p in parts[1:]:
                 guided = merge_scales(guided, p)
@@ -138,7 +149,7 @@ def measure(clip: Path, stride: int, thresholds: list[float], dets, margin: floa
             out[f"cov{t}"] += int((_touched(tb, boxes) & found).sum())
             out[f"covg{t}"] += int((_touched(tb, gb) & found).sum())
             out[f"covn{t}"] += int((_touched(tb, nb) & found).sum())
-            out[f"frac{t}"] += rect_fraction(rects, size[0], size[1])
+            out[f"frac{t}"] += share
     return out
 
 
@@ -148,14 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", nargs="+", default=None)
     parser.add_argument("--stride", type=int, default=2)
-    parser.add_argument("--margin", type=float, default=1.0, help="crop margin in box sides")
+    parser.add_argument("--margin", type=float, default=None, help="crop margin in box sides")
     parser.add_argument("--thresholds", type=float, nargs="+", default=[0.01, 0.02, 0.05])
     args = parser.parse_args(argv)
     clips = make_devset(names=args.clips)
     dets = _detectors()
     ts = args.thresholds
     print("| clip | frames | truth faces | found now | " + " | ".join(
-        f"t={t}: guided / covered (guide, net) / crop share / CPU ratio" for t in ts) + " | fine ms | guide ms |")
+        f"t={t}: guided / covered (guide, net) / crop share / CPU ratio" for t in ts)
+        + " | fine ms | guide ms | lowest best guide+net (guide) score on a found face |")
     print("|" + " --- |" * (7 + len(ts)))
     for clip in clips:
         m = measure(clip, args.stride, ts, dets, args.margin)

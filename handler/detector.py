@@ -23,7 +23,7 @@ from contract import FrameFaces
 from contract.boxes import area, iomin_matrix
 from handler.boxes import clip_boxes, nms
 from handler.enhance import DarkEnhancer
-from handler.guided import crop_rects, detect_in_rects, merge_rects, rect_fraction
+from handler.guided import crop_rects, detect_in_rects, guided_by, merge_rects, rect_fraction
 
 log = logging.getLogger(__name__)
 
@@ -268,14 +268,15 @@ class FrameDetector:
             boxes.append(hints.xyxy[hints.confidence >= self.guide_threshold])
         work, fx, fy = self._prepare(image, scale)
         wh, ww = work.shape[:2]
-        rects = merge_rects(crop_rects(np.concatenate(boxes) / np.array([fx, fy, fx, fy], np.float32), 1.0, ww, wh))
+        guiding = np.concatenate(boxes) / np.array([fx, fy, fx, fy], np.float32)  # in the enlarged pixels
+        rects = merge_rects(crop_rects(guiding, 1.0, ww, wh))
         share = rect_fraction(rects, ww, wh)
+        log.debug("guided fine pass: %d crops, %.2f of the enlarged frame", len(rects), share)
         if share >= GUIDE_MAX_SHARE:
-            rects = np.array([[0, 0, ww, wh]])
-        log.debug("guided fine pass: %d crops, %.2f of the enlarged frame", len(rects), min(share, 1.0))
+            return self._detect_at(image, scale, min_face)
         nms_iou = getattr(getattr(self.backend, "options", None), "nms", 0.3)
         faces = detect_in_rects(self.backend.detect_at, work, rects, min_face, nms_iou)
-        return _in_frame(faces, fx, fy, image.shape[1], image.shape[0])
+        return _in_frame(faces[guided_by(faces.xyxy, guiding)], fx, fy, image.shape[1], image.shape[0])
 
 
 def _in_frame(faces: FrameFaces, fx: float, fy: float, width: int, height: int) -> FrameFaces:
