@@ -262,13 +262,15 @@ class FrameDetector:
     def _guided_at(self, image: np.ndarray, scale: float, min_face: float, hints: FrameFaces | None) -> FrameFaces:
         """The fine pass at ``scale`` on crops around the guide's responses and ``hints``; the whole
         fine pass where the crops would cost ``GUIDE_MAX_SHARE`` of it or more."""
-        guide = self._detect_at(image, 1.0, self.backend.native_min_face, self.guide)
-        boxes = [guide.xyxy[guide.confidence >= self.guide_threshold]]
-        if hints is not None and len(hints):
-            boxes.append(hints.xyxy[hints.confidence >= self.guide_threshold])
         work, fx, fy = self._prepare(image, scale)
         wh, ww = work.shape[:2]
-        guiding = np.concatenate(boxes) / np.array([fx, fy, fx, fy], np.float32)  # in the enlarged pixels
+        to_work = np.array([fx, fy, fx, fy], np.float32)
+        hinted = np.zeros((0, 4), np.float32) if hints is None else \
+            hints.xyxy[hints.confidence >= self.guide_threshold] / to_work
+        if rect_fraction(merge_rects(crop_rects(hinted, 1.0, ww, wh)), ww, wh) >= GUIDE_MAX_SHARE:
+            return self._detect_at(image, scale, min_face)  # the hints alone cover it: no guide pass
+        guide = self._detect_at(image, 1.0, self.backend.native_min_face, self.guide)
+        guiding = np.concatenate([guide.xyxy[guide.confidence >= self.guide_threshold] / to_work, hinted])
         rects = merge_rects(crop_rects(guiding, 1.0, ww, wh))
         share = rect_fraction(rects, ww, wh)
         log.debug("guided fine pass: %d crops, %.2f of the enlarged frame", len(rects), share)
