@@ -212,7 +212,7 @@ class AdaptiveAnalyser:
         closeup = self.net.closeup and item.fresh and p.detector.wants_coarse(*item.image.shape[:2])
         self.tally.closeups_reused += closeup
         extra = {"coarse": item.net_faces} if closeup else {}
-        if self.net.guides and item.fresh and item.net_faces is not None:
+        if getattr(self.net, "guides", False) and item.fresh and item.net_faces is not None:
             extra["hints"] = item.net_faces
         faces = p.detector.detect(item.image, **extra)
         faces.frame_index = item.index
