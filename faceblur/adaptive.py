@@ -130,6 +130,8 @@ class Net:
         self.threshold = config.net_threshold
         #: the net's faces serve as the full detector's close-up pass
         self.closeup = full and detector.border_pad == 0 and 0 < self.side <= detector.coarse_side
+        #: the net's candidates guide the full detector's guided fine pass (README "Detection")
+        self.guides = full and getattr(detector, "guide", None) is not None
         self._detectors: dict[tuple[int, int], object] = {}
 
     def detect(self, image: np.ndarray) -> FrameFaces:
@@ -210,7 +212,10 @@ class AdaptiveAnalyser:
         p = self.pipeline
         closeup = self.net.closeup and item.fresh and p.detector.wants_coarse(*item.image.shape[:2])
         self.tally.closeups_reused += closeup
-        faces = p.detector.detect(item.image, coarse=item.net_faces) if closeup else p.detector.detect(item.image)
+        extra = {"coarse": item.net_faces} if closeup else {}
+        if getattr(self.net, "guides", False) and item.fresh and item.net_faces is not None:
+            extra["hints"] = item.net_faces
+        faces = p.detector.detect(item.image, **extra)
         faces.frame_index = item.index
         embedder = ""
         if self.embed:  # the pipeline's rule: candidates under its embed_min_score get no vector

@@ -130,6 +130,10 @@ def _add_inference_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--native-pass", action=argparse.BooleanOptionalAction, default=d["native_pass"],
                    help="where frames are enlarged for small faces, also detect at the frame's own scale "
                         "(default: off)")
+    g.add_argument("--guide-threshold", type=_number(float, 0.0, 0.99), default=d["guide_threshold"],
+                   help="where frames are enlarged for small faces (640x360), run the enlarged pass only around "
+                        "responses scoring this at the frame's own scale (README: Detection); 0: the whole "
+                        "enlarged pass")
 
 
 def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
@@ -139,7 +143,8 @@ def _pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     detector = DetectorConfig(backend=args.detector, min_face=args.min_face, max_side=args.max_side,
                               mtcnn_thresholds=tuple(args.mtcnn_thresholds),
                               candidate_threshold=args.candidate_threshold, enhance_dark=args.enhance_dark,
-                              border_pad=args.border_pad, native_pass=args.native_pass)
+                              border_pad=args.border_pad, native_pass=args.native_pass,
+                              guide_threshold=args.guide_threshold)
     return PipelineConfig(model_dir=args.model_dir, detector=detector, embedder=args.embedder, device=args.device)
 
 

@@ -23,6 +23,7 @@ from contract import FrameFaces
 from contract.boxes import area, iomin_matrix
 from handler.boxes import clip_boxes, nms
 from handler.enhance import DarkEnhancer
+from handler.guided import crop_rects, detect_in_rects, guided_by, merge_rects, rect_fraction
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,13 @@ CANDIDATE_THRESHOLD = 0.05
 MIN_INSIDE = 0.3
 #: a larger box scoring this (or at least the smaller box's score) replaces a box lying inside it
 FRAGMENT_MIN_SCORE = 0.3
+#: guide score around which the enlarged pass runs (README "Detection", guided fine pass; 0: off, the
+#: default: with CenterFace's kept memory on a video it saved at most 4% of CPU and moved misses)
+GUIDE_THRESHOLD = 0.0
+#: the guided fine pass runs where frames are enlarged more than this (640x360 at min_face 16: 1.5)
+GUIDE_MIN_SCALE = 1.2
+#: crops costing this share of the whole enlarged pass or more: the whole pass runs instead
+GUIDE_MAX_SHARE = 0.9
 
 
 class Detector(Protocol):
@@ -85,6 +93,11 @@ class DetectorConfig:
       in the mirrored band (a face's reflection) are dropped. 0: off.
     * ``native_pass``: where the frame is enlarged for small faces, also detect at the frame's own
       scale and merge: a face cut by the border or near half the frame stays whole at 1x.
+    * ``guide_threshold`` (CenterFace): where the frame is enlarged for small faces (640x360: 1.5x),
+      run the enlarged pass only on crops around the responses of a pass at the frame's own scale
+      that score this or more, and around the caller's hints (adaptive analysis' net); the whole
+      enlarged pass where the crops would cover most of it (handler/guided.py; README "Detection":
+      measured on the development videos). 0: off, the whole enlarged pass.
     """
 
     backend: str = "centerface"
@@ -95,6 +108,7 @@ class DetectorConfig:
     enhance_dark: bool = False
     border_pad: float = 0.0
     native_pass: bool = False
+    guide_threshold: float = GUIDE_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -109,6 +123,8 @@ class DetectorConfig:
             raise ValueError(f"candidate_threshold must be in (0, 1), got {self.candidate_threshold}")
         if not 0 <= self.border_pad <= 0.5:
             raise ValueError(f"border_pad must be in [0, 0.5], got {self.border_pad}")
+        if not 0 <= self.guide_threshold < 1:
+            raise ValueError(f"guide_threshold must be in [0, 1) (0: off), got {self.guide_threshold}")
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -134,11 +150,16 @@ class FrameDetector:
     this many pixels finds close-ups too large for the fine pass (a 500 px face enlarged to 750 px
     came back as a box over half of it). Both passes are merged: duplicates by IoU, and a box lying
     mostly inside a larger one (a fragment of a close-up) gives way to the larger box. 0: off.
+
+    ``guide`` (the same network, its threshold at ``guide_threshold``): where the frame is enlarged
+    (``detection_scale`` over ``GUIDE_MIN_SCALE``), the guided fine pass: the guide runs at the
+    frame's own scale, and the enlarged pass only on crops around its responses and the caller's
+    ``hints`` (handler/guided.py). None: the whole enlarged pass.
     """
 
     def __init__(self, backend: Backend, min_face: float = 16, max_side: int = 1920,
                  enhancer: DarkEnhancer | None = None, coarse_side: int = 0, border_pad: float = 0.0,
-                 native_pass: bool = False) -> None:
+                 native_pass: bool = False, guide: Backend | None = None, guide_threshold: float = 0.0) -> None:
         if min_face <= 0:
             raise ValueError(f"min_face must be positive, got {min_face}")
         if max_side < 64:
@@ -155,6 +176,10 @@ class FrameDetector:
             raise ValueError(f"border_pad must be in [0, 0.5], got {border_pad}")
         self.border_pad = float(border_pad)
         self.native_pass = bool(native_pass)
+        if guide is not None and not 0 < guide_threshold < 1:
+            raise ValueError(f"guide_threshold must be in (0, 1) with a guide, got {guide_threshold}")
+        self.guide = guide
+        self.guide_threshold = float(guide_threshold)
 
     @property
     def providers(self) -> dict[str, str]:
@@ -170,23 +195,31 @@ class FrameDetector:
         return bool(self.coarse_side) and self.coarse_side / max(height, width) * 1.5 < self.detection_scale(height,
                                                                                                             width)
 
-    def detect(self, image: np.ndarray, coarse: FrameFaces | None = None) -> FrameFaces:
+    def detect(self, image: np.ndarray, coarse: FrameFaces | None = None,
+               hints: FrameFaces | None = None) -> FrameFaces:
         """Faces in ``image``: the passes of :meth:`passes`, merged."""
-        parts = self.passes(image, coarse)
+        parts = self.passes(image, coarse, hints)
         faces = parts[0]
         for part in parts[1:]:
             faces = merge_scales(faces, part)
         return faces
 
-    def passes(self, image: np.ndarray, coarse: FrameFaces | None = None) -> list[FrameFaces]:
+    def passes(self, image: np.ndarray, coarse: FrameFaces | None = None,
+               hints: FrameFaces | None = None) -> list[FrameFaces]:
         """The faces of each pass over ``image`` (fine, then native and close-up where they run),
         unmerged. ``coarse``: the faces of a close-up pass the caller already ran on this frame (this
         backend on a copy at most ``coarse_side`` pixels on its longer side, no border pad; adaptive
-        analysis reuses its cheap pass so), used instead of running the close-up pass."""
+        analysis reuses its cheap pass so), used instead of running the close-up pass. ``hints``:
+        candidates of another pass over this frame (frame pixels; adaptive analysis' net) around
+        which a guided fine pass also looks, those scoring ``guide_threshold`` or more."""
         image = check_image(image)
         height, width = image.shape[:2]
         scale = self.detection_scale(height, width)
-        parts = [self._detect_at(image, scale, max(self.min_face * scale, self.backend.native_min_face))]
+        fine_min = max(self.min_face * scale, self.backend.native_min_face)
+        if self.guided(height, width):
+            parts = [self._guided_at(image, scale, fine_min, hints)]
+        else:
+            parts = [self._detect_at(image, scale, fine_min)]
         if self.native_pass and scale > 1.2:
             parts.append(self._detect_at(image, 1.0, self.backend.native_min_face))
         if self.wants_coarse(height, width):
@@ -194,7 +227,14 @@ class FrameDetector:
                          self._detect_at(image, self.coarse_side / max(height, width), self.backend.native_min_face))
         return parts
 
-    def _detect_at(self, image: np.ndarray, scale: float, min_face: float) -> FrameFaces:
+    def guided(self, height: int, width: int) -> bool:
+        """Whether a frame of this size gets the guided fine pass (see the class docstring)."""
+        return self.guide is not None and not self.border_pad and \
+            self.detection_scale(height, width) > GUIDE_MIN_SCALE
+
+    def _prepare(self, image: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+        """``image`` resized by ``scale`` (and brightened where dark): the pixels a pass sees, with
+        the factors from them back to frame pixels, per axis."""
         height, width = image.shape[:2]
         work = image
         fx = fy = 1.0
@@ -207,18 +247,49 @@ class FrameDetector:
             if brighter is not None:
                 log.debug("dark frame: detecting on a brightened copy")
                 work = brighter
+        return work, fx, fy
+
+    def _detect_at(self, image: np.ndarray, scale: float, min_face: float, backend: Backend | None = None) \
+            -> FrameFaces:
+        work, fx, fy = self._prepare(image, scale)
         pad = round(self.border_pad * min(work.shape[:2])) if self.border_pad else 0
         if pad:
             work = np.pad(work, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-        faces = self.backend.detect_at(work, min_face)
+        faces = (backend or self.backend).detect_at(work, min_face)
         if pad and len(faces):
             faces = _inside(faces, pad, work.shape[1] - 2 * pad, work.shape[0] - 2 * pad)
-        if not len(faces):
-            return FrameFaces.empty()
-        factor = np.array([fx, fy], np.float32)
-        boxes = clip_boxes(faces.xyxy * np.tile(factor, 2), width, height)
-        return FrameFaces(xyxy=boxes, confidence=faces.confidence, landmarks=faces.landmarks * factor,
-                          embedding=np.zeros((len(boxes), 0), np.float32))
+        return _in_frame(faces, fx, fy, image.shape[1], image.shape[0])
+
+    def _guided_at(self, image: np.ndarray, scale: float, min_face: float, hints: FrameFaces | None) -> FrameFaces:
+        """The fine pass at ``scale`` on crops around the guide's responses and ``hints``; the whole
+        fine pass where the crops would cost ``GUIDE_MAX_SHARE`` of it or more."""
+        work, fx, fy = self._prepare(image, scale)
+        wh, ww = work.shape[:2]
+        to_work = np.array([fx, fy, fx, fy], np.float32)
+        hinted = np.zeros((0, 4), np.float32) if hints is None else \
+            hints.xyxy[hints.confidence >= self.guide_threshold] / to_work
+        if rect_fraction(merge_rects(crop_rects(hinted, 1.0, ww, wh)), ww, wh) >= GUIDE_MAX_SHARE:
+            return self._detect_at(image, scale, min_face)  # the hints alone cover it: no guide pass
+        guide = self._detect_at(image, 1.0, self.backend.native_min_face, self.guide)
+        guiding = np.concatenate([guide.xyxy[guide.confidence >= self.guide_threshold] / to_work, hinted])
+        rects = merge_rects(crop_rects(guiding, 1.0, ww, wh))
+        share = rect_fraction(rects, ww, wh)
+        log.debug("guided fine pass: %d crops, %.2f of the enlarged frame", len(rects), share)
+        if share >= GUIDE_MAX_SHARE:
+            return self._detect_at(image, scale, min_face)
+        nms_iou = getattr(getattr(self.backend, "options", None), "nms", 0.3)
+        faces = detect_in_rects(self.backend.detect_at, work, rects, min_face, nms_iou)
+        return _in_frame(faces[guided_by(faces.xyxy, guiding)], fx, fy, image.shape[1], image.shape[0])
+
+
+def _in_frame(faces: FrameFaces, fx: float, fy: float, width: int, height: int) -> FrameFaces:
+    """Faces found on a copy resized by ``1 / (fx, fy)``, in frame pixels, boxes clipped to it."""
+    if not len(faces):
+        return FrameFaces.empty()
+    factor = np.array([fx, fy], np.float32)
+    boxes = clip_boxes(faces.xyxy * np.tile(factor, 2), width, height)
+    return FrameFaces(xyxy=boxes, confidence=faces.confidence, landmarks=faces.landmarks * factor,
+                      embedding=np.zeros((len(boxes), 0), np.float32))
 
 
 def _inside(faces: FrameFaces, pad: int, width: int, height: int) -> FrameFaces:

@@ -11,6 +11,7 @@ one), and a model directory holding only part of a model is an error naming the 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
@@ -62,23 +63,34 @@ def _centerface(config: DetectorConfig, model_dir: Path | None, providers: list[
     return CenterfaceDetector(session, CenterfaceOptions(threshold=config.candidate_threshold))
 
 
+def _centerface_frames(config: DetectorConfig, model_dir: Path | None, providers: list[str],
+                       enhancer: DarkEnhancer | None, fixed_size: bool = False) -> FrameDetector:
+    """CenterFace on whole frames: the close-up pass, and the guided fine pass where it is on (its
+    guide shares the session, with its threshold at ``guide_threshold``)."""
+    backend = _centerface(config, model_dir, providers, fixed_size)
+    guide = CenterfaceDetector(backend.session, replace(backend.options, threshold=config.guide_threshold)) \
+        if config.guide_threshold else None
+    return FrameDetector(backend, config.min_face, config.max_side, enhancer, COARSE_SIDE, config.border_pad,
+                         config.native_pass, guide, config.guide_threshold)
+
+
 def create_detector(config: DetectorConfig, model_dir: Path | None, providers: list[str],
                     fixed_size: bool = False) -> Detector:
     """Load the configured backend's sessions once. Raises ``handler.runtime.ModelLoadError``.
     ``fixed_size``: every frame of the run has one size (``handler.centerface.load_centerface``)."""
     enhancer = DarkEnhancer() if config.enhance_dark else None
     log.info("detector %s: min_face=%d max_side=%d candidate_threshold=%g enhance_dark=%s border_pad=%g "
-             "native_pass=%s", config.backend, config.min_face, config.max_side, config.candidate_threshold,
-             config.enhance_dark, config.border_pad, config.native_pass)
+             "native_pass=%s guide_threshold=%g", config.backend, config.min_face, config.max_side,
+             config.candidate_threshold, config.enhance_dark, config.border_pad, config.native_pass,
+             config.guide_threshold)
     if config.backend == "ensemble":
         return EnsembleDetector([
-            FrameDetector(_centerface(config, model_dir, providers, fixed_size), config.min_face, config.max_side,
-                          enhancer, COARSE_SIDE, config.border_pad, config.native_pass),
+            _centerface_frames(config, model_dir, providers, enhancer, fixed_size),
             FrameDetector(_mtcnn(config, model_dir, providers), config.min_face, config.max_side, enhancer,
                           border_pad=config.border_pad),
         ])
-    backend = _mtcnn(config, model_dir, providers) if config.backend == "mtcnn" else _centerface(
-        config, model_dir, providers, fixed_size)
-    coarse = COARSE_SIDE if config.backend == "centerface" else 0  # MTCNN's pyramid covers every size
-    native = config.native_pass and config.backend == "centerface"
-    return FrameDetector(backend, config.min_face, config.max_side, enhancer, coarse, config.border_pad, native)
+    if config.backend == "centerface":
+        return _centerface_frames(config, model_dir, providers, enhancer, fixed_size)
+    # MTCNN's pyramid covers every size: no close-up pass, no native or guided pass
+    return FrameDetector(_mtcnn(config, model_dir, providers), config.min_face, config.max_side, enhancer,
+                         border_pad=config.border_pad)
