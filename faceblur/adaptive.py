@@ -14,8 +14,9 @@ analysed frames with their faces, the others marked ``analysed=False`` with thei
 ``make_plan`` covers them by interpolating along the sequences instead of reading "no face".
 
 Embeddings: none in mode ``all`` (linking between analysed frames is by motion and box, and the
-embedder is not even loaded); in the identity modes, every face of every analysed frame is embedded
-(a small fraction of the frames, spread by the interval, which identity samples from: at most
+embedder is not even loaded); in the identity modes, every face of every analysed frame that scores
+the pipeline's ``embed_min_score`` is embedded, by ``FacePipeline.embed_faces`` as on every other
+path (a small fraction of the frames, spread by the interval, which identity samples from: at most
 ``PlanConfig.max_samples`` per sequence).
 """
 
