@@ -114,7 +114,8 @@ class Net:
     frame gets one CenterFace pass less. The scheduler looks only at candidates scoring
     ``net_threshold`` or more (:meth:`boxes`)."""
 
-    def __init__(self, pipeline, model_dir: Path | None, providers: list[str], config: AdaptiveConfig) -> None:
+    def __init__(self, pipeline, model_dir: Path | None, providers: list[str], config: AdaptiveConfig,
+                 fixed_size: bool = False) -> None:
         from handler.centerface import CenterfaceDetector, CenterfaceOptions, load_centerface
         from handler.detector import CANDIDATE_THRESHOLD, FrameDetector
         from handler.detector_factory import centerface_path
@@ -124,7 +125,7 @@ class Net:
         full = isinstance(detector, FrameDetector) and isinstance(backend, CenterfaceDetector)
         floor = backend.options.threshold if full else CANDIDATE_THRESHOLD
         session = load_centerface(centerface_path(model_dir), providers, threads=1,
-                                  fixed_size=getattr(pipeline, "fixed_size", False))  # one copy size per run
+                                  fixed_size=fixed_size)  # PipelineConfig.fixed_size: one copy size per run
         self.backend = CenterfaceDetector(session, CenterfaceOptions(threshold=min(floor, config.net_threshold)))
         self.enhancer = getattr(detector, "enhancer", None)
         self.side = config.net_side

@@ -64,7 +64,8 @@ def analyse_adaptive(pipeline: FacePipeline, pipeline_config: PipelineConfig, pl
 
     adaptive = config.adaptive or AdaptiveConfig()
     net = Net(pipeline, pipeline_config.resolved_model_dir(),
-              select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive)
+              select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive,
+              pipeline_config.fixed_size)
     return analyse_adaptive(pipeline, source, store, adaptive, plan_config.mode != "all", net, config.workers,
                             bar.update, plan_config, seen)
 

@@ -26,7 +26,7 @@ import gc
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -295,13 +295,9 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
 
     pipeline_config = config.pipeline or PipelineConfig()
     if kind == "video":  # one frame size: CenterFace reuses its memory between passes (a quarter less CPU)
-        from dataclasses import replace
-
         pipeline_config = replace(pipeline_config, fixed_size=True)
     adaptive = kind == "video" and config.analysis == "adaptive"
     if adaptive and plan_config.mode == "all" and pipeline_config.embedder != "none":
-        from dataclasses import replace
-
         pipeline_config = replace(pipeline_config, embedder="none")  # linking by motion and box only
         log.info("analysis adaptive, mode all: no embeddings (the embedder is not loaded)")
     pipeline = load_pipeline(pipeline_config)

@@ -70,11 +70,10 @@ class FacePipeline:
     """
 
     def __init__(self, detector: Detector, embedder: Embedder | None,
-                 embed_min_score: float = EMBED_MIN_SCORE, fixed_size: bool = False) -> None:
+                 embed_min_score: float = EMBED_MIN_SCORE) -> None:
         self.detector = detector
         self.embedder = embedder
         self.embed_min_score = float(embed_min_score)
-        self.fixed_size = bool(fixed_size)  # loaded for frames of one size (PipelineConfig.fixed_size)
 
     @property
     def providers(self) -> dict[str, str]:
@@ -120,4 +119,4 @@ def load_pipeline(config: PipelineConfig) -> FacePipeline:
     embedder = None if config.embedder == "none" else create_embedder(config.embedder, model_dir, providers)
     log.info("inference pipeline: detector=%s embedder=%s providers=%s model_dir=%s",
              detector.name, embedder.name if embedder else "none", providers, model_dir)
-    return FacePipeline(detector, embedder, config.embed_min_score, config.fixed_size)
+    return FacePipeline(detector, embedder, config.embed_min_score)
