@@ -302,7 +302,10 @@ class AdaptiveAnalyser:
                 emit(item)
                 return
             window.append(item)
-            if item.index - last.frame >= self.policy.interval:
+            interval = self.policy.interval
+            if self.scheduler.holding():
+                interval = min(interval, self.config.schedule.held_interval)
+            if item.index - last.frame >= interval:
                 settle("interval")
 
         def decided(cuts: list[bool]) -> None:

@@ -35,6 +35,9 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
                    help="adaptive: shortest interval between analysed frames")
     g.add_argument("--max-interval", type=number(int, 1, 250), default=s["max_interval"],
                    help="adaptive: longest interval between analysed frames (a still scene)")
+    g.add_argument("--held-interval", type=number(int, 1, 250), default=s["held_interval"],
+                   help="adaptive: longest interval while a low candidate (under the plan's --face-score) seen on "
+                        "two analysed frames is missing from the last one (a dim face that dipped, or texture)")
     g.add_argument("--net-side", type=number(int, 64, 4096), default=a["net_side"],
                    help="adaptive: longer side, pixels, of the copy the cheap detection pass sees on every frame "
                         "(larger finds smaller faces, costs more)")
@@ -50,5 +53,6 @@ def adaptive_config(args: argparse.Namespace) -> AdaptiveConfig:
     from faceblur.adaptive import AdaptiveConfig
     from faceblur.schedule import ScheduleConfig
 
-    return AdaptiveConfig(schedule=ScheduleConfig(min_interval=args.min_interval, max_interval=args.max_interval),
+    return AdaptiveConfig(schedule=ScheduleConfig(min_interval=args.min_interval, max_interval=args.max_interval,
+                                                          held_interval=args.held_interval),
                           net_side=args.net_side, net_threshold=args.net_threshold, still_below=args.still_below)

@@ -38,7 +38,10 @@ change in the number of net candidates nearest the middle, else the middle (:fun
 else the frame with the most unexplained candidates (``net``). :meth:`Scheduler.resolve` repeats
 that until every window is settled. :class:`IntervalPolicy` adapts the interval: halved after a
 window that needed extra analysis, doubled after one that did not, within ``min_interval ..
-max_interval``. Both sides of every frame that may start a shot are analysed
+max_interval``, and at most ``held_interval`` while the chain holds a low candidate seen twice that
+its last analysed frame did not detect (:meth:`Scheduler.holding`: a dim face that dipped is seen
+again before the linker lets it go; its end is not searched frame by frame, which on texture that
+flickers all clip long was most of the analysis). Both sides of every frame that may start a shot are analysed
 (``CutDetector.could_cut``: the plan cuts only at such frames), so no sequence of the plan starts or
 ends in a frame nobody analysed.
 """
@@ -69,11 +72,15 @@ class ScheduleConfig:
     min_interval: int = 2
     max_interval: int = 16
     net_cost: float = 0.5  # a net candidate is explained by an expected box at this cost (box + distance)
+    held_interval: int = 3  # the longest interval while a low candidate seen twice is held undetected
+
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_interval <= self.max_interval <= 250:
             raise ValueError("analysis intervals need 1 <= min_interval <= max_interval <= 250, got "
                              f"{self.min_interval}, {self.max_interval}")
+        if not 1 <= self.held_interval <= 250:
+            raise ValueError(f"held_interval must be in 1..250 frames, got {self.held_interval}")
         if not 0 < self.net_cost <= 1:
             raise ValueError(f"net_cost must be in (0, 1], got {self.net_cost}")
 
@@ -230,12 +237,22 @@ class Scheduler:
         if self.pad_frames < 1 or not ((b.faces.confidence[born] < weak).all() and
                                        (a.faces.confidence[left] < weak).all()):
             return None
-        if any(self._seen.get(int(i), 0) > 1 for i in self._ids[left]):
-            return None  # a low candidate seen twice may be a dim face that dipped: searched, for its evidence
         reach = self.pad_frames + 1
         if b.frame - a.frame <= reach:
             return -1, "flicker"  # settled
         return (a.frame + reach if left.any() else b.frame - reach), "flicker"
+
+    def holding(self) -> bool:
+        """Whether the chain holds, undetected at its last analysed frame, a low candidate's sequence
+        (not confidently detected: :attr:`FaceLinker.strong`) seen on two analysed frames or more: a dim
+        face that dipped under the candidate score, or texture. The driver keeps the interval within
+        ``held_interval`` while it does, so that a dim face that comes back is seen again before the
+        linker lets its sequence go, with detections close enough to link it and confirm it."""
+        if self._at is None or not len(self.linker.live):
+            return False
+        _, last = self.linker.boxes
+        held = (last < self._at.frame) & ~self.linker.strong
+        return any(self._seen.get(i, 0) > 1 for i in self.linker.live[held].tolist())
 
     def _window(self, a: Look, b: Look, net: Mapping[int, np.ndarray]
                 ) -> tuple[tuple[int, str] | None, tuple[FaceLinker, np.ndarray]]:

@@ -309,6 +309,12 @@ class FaceLinker:
         """(t,4) last detected box and (t,) its frame, of each live sequence (order of :attr:`live`)."""
         return self._box.copy(), self._seen.copy()
 
+    @property
+    def strong(self) -> np.ndarray:
+        """(t,) whether each live sequence (order of :attr:`live`) is a confidently detected face: its
+        last detection that steered it scored ``weak_score`` or more."""
+        return self._strong.copy()
+
     def new_shot(self, shot: int | None = None) -> None:
         """A cut: end every live sequence; later sequences belong to ``shot`` (default: next)."""
         self.shot = self.shot + 1 if shot is None else int(shot)

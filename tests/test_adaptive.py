@@ -160,9 +160,41 @@ def test_a_low_candidate_that_starts_or_ends_is_looked_for_only_as_far_as_the_pl
     # without padding, a binary search as for any face
     assert Scheduler(pad_frames=0).next_frame(Look(10, _scored(0.9, face)), Look(16, both), {}) == \
         (13, "disagreement")
-    twice = Scheduler()  # a low candidate seen on two analysed frames may be a dim face: its end is searched
+    # one seen on two analysed frames before it left is looked for the same way (no binary search):
+    # that it may be a dim face that dipped is the interval's business (Scheduler.holding)
+    twice = Scheduler()
     twice.resolve(Look(0, both), Look(1, both), {}, lambda f, why: pytest.fail("nothing between"))
-    assert twice.next_frame(Look(1, both), Look(17, _scored(0.9, face)), {}) == (9, "disagreement")
+    assert twice.next_frame(Look(1, both), Look(17, _scored(0.9, face)), {}) == (7, "flicker")
+
+
+def test_a_low_candidate_seen_twice_and_missing_from_the_last_analysed_frame_is_held():
+    """The driver keeps the interval within held_interval while the chain holds such a sequence: a
+    dim face that dipped under the candidate score must be seen again before the linker lets it go.
+    A low candidate seen once, a confident face missing, or one detected again is not held."""
+    face, low = (10, 10, 50, 50), (200, 100, 212, 112)
+    both = FrameFaces.concat([_scored(0.9, face), _scored(0.08, low)])
+    settle = lambda f, why: pytest.fail("nothing between")  # noqa: E731
+
+    def chain(*looks: Look) -> Scheduler:
+        s = Scheduler()
+        s.begin(looks[0])
+        for a, b in zip(looks, looks[1:], strict=False):
+            s.resolve(a, b, {}, settle)
+        return s
+
+    assert not Scheduler().holding()
+    assert not chain(Look(0, both), Look(1, both)).holding()  # detected at the last frame
+    assert not chain(Look(0, both), Look(1, _scored(0.9, face))).holding()  # seen once
+    assert chain(Look(0, both), Look(1, both), Look(2, _scored(0.9, face))).holding()
+    assert not chain(Look(0, both), Look(1, both), Look(2, _scored(0.9, face)), Look(3, both)).holding()
+    # a confident face missing from a frame is searched where it leaves (a disagreement), not held
+    conf = FrameFaces.concat([_scored(0.9, face), _scored(0.6, low)])
+    assert not chain(Look(0, conf), Look(1, conf), Look(2, _scored(0.9, face))).holding()
+    # the linker lets the sequence go after max_gap analysed frames (3): held no longer
+    gone = [Look(0, both), Look(1, both)] + [Look(f, _scored(0.9, face)) for f in range(2, 7)]
+    assert not chain(*gone).holding()
+    with pytest.raises(ValueError, match="held_interval"):
+        ScheduleConfig(held_interval=0)
 
 
 def test_an_identity_change_between_analysed_frames_is_a_disagreement():
