@@ -167,34 +167,35 @@ def test_a_low_candidate_that_starts_or_ends_is_looked_for_only_as_far_as_the_pl
     assert twice.next_frame(Look(1, both), Look(17, _scored(0.9, face)), {}) == (7, "flicker")
 
 
-def test_a_low_candidate_seen_twice_and_missing_from_the_last_analysed_frame_is_held():
-    """The driver keeps the interval within held_interval while the chain holds such a sequence: a
-    dim face that dipped under the candidate score must be seen again before the linker lets it go.
-    A low candidate seen once, a confident face missing, or one detected again is not held."""
+def test_a_low_candidate_whose_evidence_is_in_question_is_held():
+    """The driver keeps the interval within held_interval while the chain holds a low candidate
+    detected on fewer than 3 analysed frames, or missing from the last one (a dim face that dipped
+    must be seen again before the linker lets it go). One detected on the last 3, a confident face,
+    or a sequence the linker let go is not held."""
     face, low = (10, 10, 50, 50), (200, 100, 212, 112)
     both = FrameFaces.concat([_scored(0.9, face), _scored(0.08, low)])
+    alone = _scored(0.9, face)
     settle = lambda f, why: pytest.fail("nothing between")  # noqa: E731
 
-    def chain(*looks: Look) -> Scheduler:
+    def chain(*looks: FrameFaces) -> Scheduler:
         s = Scheduler()
-        s.begin(looks[0])
-        for a, b in zip(looks, looks[1:], strict=False):
-            s.resolve(a, b, {}, settle)
+        s.begin(Look(0, looks[0]))
+        for f in range(1, len(looks)):
+            s.resolve(Look(f - 1, looks[f - 1]), Look(f, looks[f]), {}, settle)
         return s
 
     assert not Scheduler().holding()
-    assert not chain(Look(0, both), Look(1, both)).holding()  # detected at the last frame
-    assert not chain(Look(0, both), Look(1, _scored(0.9, face))).holding()  # seen once
-    assert chain(Look(0, both), Look(1, both), Look(2, _scored(0.9, face))).holding()
-    assert not chain(Look(0, both), Look(1, both), Look(2, _scored(0.9, face)), Look(3, both)).holding()
-    # a confident face missing from a frame is searched where it leaves (a disagreement), not held
-    conf = FrameFaces.concat([_scored(0.9, face), _scored(0.6, low)])
-    assert not chain(Look(0, conf), Look(1, conf), Look(2, _scored(0.9, face))).holding()
-    # the linker lets the sequence go after max_gap analysed frames (3): held no longer
-    gone = [Look(0, both), Look(1, both)] + [Look(f, _scored(0.9, face)) for f in range(2, 7)]
-    assert not chain(*gone).holding()
-    with pytest.raises(ValueError, match="held_interval"):
-        ScheduleConfig(held_interval=0)
+    assert not chain(alone, alone).holding()  # only a confident face
+    assert chain(both).holding() and chain(both, both).holding()  # detected on 1, 2 analysed frames
+    assert not chain(both, both, both).holding()  # on 3, the last included
+    assert chain(both, both, both, alone).holding()  # missing from the last one
+    assert not chain(both, both, both, alone, both).holding()  # back
+    conf = FrameFaces.concat([alone, _scored(0.6, low)])  # a confident face missing is searched, not held
+    assert not chain(conf, conf, alone).holding()
+    assert not chain(both, both, both, *[alone] * 5).holding()  # let go after max_gap (3) analysed frames
+    for bad in ({"held_interval": 0}, {"settled_after": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ScheduleConfig(**bad)
 
 
 def test_an_identity_change_between_analysed_frames_is_a_disagreement():

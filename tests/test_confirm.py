@@ -248,9 +248,12 @@ def candidates():
     return best
 
 
-def test_a_dim_face_scoring_005_to_02_for_40_frames_is_blurred_on_every_frame(tmp_path, faces_dir, candidates):
-    rng = np.random.default_rng(1)
-    bg = _background(1)
+@pytest.mark.parametrize("seed", [1, 5, 7])
+def test_a_dim_face_scoring_005_to_02_for_40_frames_is_blurred_on_every_frame(tmp_path, faces_dir, candidates, seed):
+    """Three draws of noise and background (5 and 7 left 13-14 frames clear when adaptive analysis
+    let the interval grow past such a face's detections; bench/dim_face_seeds.py runs 8)."""
+    rng = np.random.default_rng(seed)
+    bg = _background(seed)
     patch, box = face_patch(faces_dir, "obama", 22)
     frames, truth = [], []
     for i in range(40):
