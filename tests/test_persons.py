@@ -148,3 +148,19 @@ def test_known_keeps_clear_a_doubtful_bystander_seen_beside_the_certain_witness(
     assert "seen in the same frames as sequence" in beside.reason and 0.3 <= beside.scores["alice"] < 0.5
     alone = make_plan(build_results(apps[1:], 30), PlanConfig(mode="known", **ZONE), refs)
     assert [s.decision for s in alone.sequences] == ["blur"]
+
+
+def test_a_sequence_is_mixed_only_where_one_half_clearly_does_not_match():
+    """Tracking may have joined two people where one half of a sequence clearly does not match
+    (under threshold - margin) and the sequence or its other half clearly does: such a sequence takes
+    no verdict from its person. One scoring unevenly within the band (a far, small face) does."""
+    from postprocess.identity import PersonScore
+    from postprocess.persons import _mixed
+
+    def mixed(score: float, halves: tuple[float, float], samples: int = 6) -> bool:
+        return _mixed(PersonScore("p", score, samples, 0, halves), 0.4, 0.18, 3)
+
+    assert mixed(0.65, (0.15, 0.70)) and mixed(0.45, (0.10, 0.62))  # one half another person
+    assert not mixed(0.512, (0.512, 0.589))  # tests/test_identity_video.py's wide shot, adaptively sampled
+    assert not mixed(0.65, (0.60, 0.70)) and not mixed(0.10, (0.05, 0.15))  # halves agree
+    assert not mixed(0.45, (0.10, 0.62), samples=5)  # too few samples to judge halves
