@@ -302,11 +302,11 @@ class AdaptiveAnalyser:
                 emit(item)
                 return
             window.append(item)
-            interval = self.policy.interval
-            if self.scheduler.holding():
-                interval = min(interval, self.config.schedule.held_interval)
+            interval, reason = self.policy.interval, "interval"
+            if self.config.schedule.held_interval < interval and self.scheduler.holding():
+                interval, reason = self.config.schedule.held_interval, "held"
             if item.index - last.frame >= interval:
-                settle("interval")
+                settle(reason)
 
         def decided(cuts: list[bool]) -> None:
             nonlocal blocker

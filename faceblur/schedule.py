@@ -60,8 +60,9 @@ from postprocess.tracking import CostFunction, FaceLinker, make_cost, match
 
 log = logging.getLogger(__name__)
 
-#: why a frame was fully analysed (the run summary counts them)
-REASONS = ("start", "interval", "cut", "end", "disagreement", "flicker", "net")
+#: why a frame was fully analysed (the run summary counts them); ``held``: an interval frame that
+#: came early, at ``held_interval``, because a low candidate's evidence was in question
+REASONS = ("start", "interval", "held", "cut", "end", "disagreement", "flicker", "net")
 
 
 @dataclass(frozen=True)

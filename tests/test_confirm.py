@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -249,9 +250,11 @@ def candidates():
 
 
 @pytest.mark.parametrize("seed", [1, 5, 7])
-def test_a_dim_face_scoring_005_to_02_for_40_frames_is_blurred_on_every_frame(tmp_path, faces_dir, candidates, seed):
+def test_a_dim_face_scoring_005_to_02_for_40_frames_is_blurred_on_every_frame(tmp_path, faces_dir, candidates, seed,
+                                                                               caplog):
     """Three draws of noise and background (5 and 7 left 13-14 frames clear when adaptive analysis
     let the interval grow past such a face's detections; bench/dim_face_seeds.py runs 8)."""
+    caplog.set_level(logging.INFO, logger="faceblur")
     rng = np.random.default_rng(seed)
     bg = _background(seed)
     patch, box = face_patch(faces_dir, "obama", 22)
@@ -269,6 +272,9 @@ def test_a_dim_face_scoring_005_to_02_for_40_frames_is_blurred_on_every_frame(tm
         assert detail(got, t) < 0.6 * detail(src, t), f"frame {i}: the dim face is not blurred"
     faces = [s for s in plan.sequences if s.decision == "blur"]
     assert any("a face:" in s.reason for s in faces)
+    # the summary says which analyses came early for a low candidate whose evidence was in question
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("analysis adaptive:"))
+    assert " held " in line, line
 
 
 def test_flickering_candidates_are_not_blurred(tmp_path, candidates):
