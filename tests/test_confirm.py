@@ -252,8 +252,8 @@ def candidates():
 @pytest.mark.parametrize("seed", [1, 5, 7])
 def test_a_dim_face_scoring_005_to_02_for_40_frames_is_blurred_on_every_frame(tmp_path, faces_dir, candidates, seed,
                                                                                caplog):
-    """Three draws of noise and background (5 and 7 left 13-14 frames clear when adaptive analysis
-    let the interval grow past such a face's detections; bench/dim_face_seeds.py runs 8)."""
+    """Three draws of noise and background (adaptive analysis left 27 frames of draw 5 clear before
+    the interval was held for low candidates; bench/dim_face_seeds.py runs 8)."""
     caplog.set_level(logging.INFO, logger="faceblur")
     rng = np.random.default_rng(seed)
     bg = _background(seed)
