@@ -13,10 +13,13 @@ pick in the shot where that person is largest) and as the reporter (``unknown``)
 
 Mode ``all`` is measured too: its recall is what detection allows (identity can only lose more).
 
-Each embedder analyses the clip once, as ``face-blur run`` does (decode the encoded file, detect,
-embed); the plans are made with the default plan options. ``auto`` is what a user gets with no
-model options from the given model folder (after ``make install``: MobileFaceNet). Prints a
-Markdown table; ``--json`` writes the numbers.
+Each embedder analyses the clip once, as ``face-blur run --analysis every`` does (decode the encoded
+file, detect, embed); the plans are made with the default plan options. ``--analysis adaptive``:
+as ``face-blur run`` at its defaults does instead (``faceblur/adaptive.py``: some frames analysed,
+the rest covered by the sequences), once without embeddings for mode ``all`` and once with them,
+scheduled for the identity modes' linking, for ``known``, ``select`` and ``unknown``. ``auto`` is
+what a user gets with no model options from the given model folder (after ``make install``:
+MobileFaceNet). Prints a Markdown table; ``--json`` writes the numbers.
 """
 
 from __future__ import annotations
@@ -72,19 +75,42 @@ def analyse(video: Path, faces_dir: Path, embedder: str, model_dir: Path | None,
     return name, results, refs
 
 
+def analyse_adaptively(video: Path, faces_dir: Path, embedder: str, model_dir: Path | None,
+                       references: dict[str, str], identity: bool):
+    """As :func:`analyse`, with adaptive analysis (``identity``: embeddings, scheduled as for the
+    identity modes; else as for mode ``all``, without them). Results in a ``ResultStore``."""
+    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
+    from faceblur.local import read_image
+    from handler.pipeline import PipelineConfig, load_pipeline
+    from handler.runtime import select_providers
+    from postprocess.config import PlanConfig
+    from postprocess.results import ResultStore
+
+    config = PipelineConfig(model_dir=model_dir, embedder=embedder if identity else "none", device="cpu")
+    pipeline = load_pipeline(config)
+    name = pipeline.embedder.name if pipeline.embedder else "none"
+    refs = {p: {photo: pipeline.analyse(read_image(faces_dir / photo)[1], 0)} for p, photo in references.items()}
+    net = Net(pipeline, config.resolved_model_dir(), select_providers("cpu"), AdaptiveConfig())
+    store = ResultStore()
+    analyse_adaptive(pipeline, video, store, AdaptiveConfig(), identity, net, 2, lambda n: None,
+                     PlanConfig(mode="unknown" if identity else "all"))
+    return name, store, refs
+
+
 def _largest_shot(clip, person: str) -> int:
     sizes = [np.mean([t[person][3] - t[person][1] for t in clip.truth[a:b + 1] if person in t] or [0])
              for a, b, _ in clip.shots]
     return int(np.argmax(sizes))
 
 
-def measure(clip, results, refs) -> list[dict]:
+def measure(clip, results, refs, all_results=None) -> list[dict]:
+    """Rows per mode and person; ``all_results``: mode ``all``'s own results (default ``results``)."""
     from postprocess.config import Pick, PlanConfig
     from postprocess.plan import make_plan
 
     everyone = {p for t in clip.truth for p in t}
     people = sorted(everyone & set(refs))  # those with a reference photo are the witness / reporter in turn
-    plan = make_plan(results, PlanConfig(mode="all"))  # what detection alone allows: recall's ceiling
+    plan = make_plan(all_results if all_results is not None else results, PlanConfig(mode="all"))  # recall's ceiling
     rows = [{"mode": "all", "person": "-", **score_plan(clip, plan, None, set()), "fail_closed": ""}]
     for person in people:
         others = everyone - {person}
@@ -112,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-own-clip", dest="own_clip", action="store_false",
                         help="skip the bench/identity_clips.py clip")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--analysis", choices=("every", "adaptive"), default="every",
+                        help="every frame analysed, or as face-blur run's default adaptive analysis")
     args = parser.parse_args(argv)
     out: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,8 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         for clip, video, references in clips:
             for embedder in args.embedders:
                 start = time.perf_counter()
-                name, results, refs = analyse(video, args.faces, embedder, args.model_dir, references)
-                rows = measure(clip, results, refs)
+                if args.analysis == "adaptive":
+                    _, all_results, _ = analyse_adaptively(video, args.faces, embedder, args.model_dir, {}, False)
+                    name, results, refs = analyse_adaptively(video, args.faces, embedder, args.model_dir,
+                                                             references, True)
+                    rows = measure(clip, results, refs, all_results)
+                    all_results.close()
+                    results.close()
+                else:
+                    name, results, refs = analyse(video, args.faces, embedder, args.model_dir, references)
+                    rows = measure(clip, results, refs)
                 for r in rows:
                     r["embedder"] = f"{embedder} ({name})" if embedder == "auto" else name
                     r["clip"] = clip.name
