@@ -38,12 +38,13 @@ change in the number of net candidates nearest the middle, else the middle (:fun
 else the frame with the most unexplained candidates (``net``). :meth:`Scheduler.resolve` repeats
 that until every window is settled. :class:`IntervalPolicy` adapts the interval: halved after a
 window that needed extra analysis, doubled after one that did not, within ``min_interval ..
-max_interval``, and at most ``held_interval`` while the chain holds a low candidate seen twice that
-its last analysed frame did not detect (:meth:`Scheduler.holding`: a dim face that dipped is seen
-again before the linker lets it go; its end is not searched frame by frame, which on texture that
-flickers all clip long was most of the analysis). Both sides of every frame that may start a shot are analysed
-(``CutDetector.could_cut``: the plan cuts only at such frames), so no sequence of the plan starts or
-ends in a frame nobody analysed.
+max_interval``, and at most ``held_interval`` while the chain holds a low candidate whose evidence
+is in question: detected on fewer than ``settled_after`` analysed frames, or missing from the last
+one (:meth:`Scheduler.holding`: a dim face's detections come close enough to link and confirm it,
+and one that dipped is seen again before the linker lets it go; its end is not searched frame by
+frame, which on texture that flickers all clip long was most of the analysis). Both sides of every
+frame that may start a shot are analysed (``CutDetector.could_cut``: the plan cuts only at such
+frames), so no sequence of the plan starts or ends in a frame nobody analysed.
 """
 
 from __future__ import annotations
