@@ -77,23 +77,25 @@ def analyse(video: Path, faces_dir: Path, embedder: str, model_dir: Path | None,
 
 def analyse_adaptively(video: Path, faces_dir: Path, embedder: str, model_dir: Path | None,
                        references: dict[str, str], identity: bool):
-    """As :func:`analyse`, with adaptive analysis (``identity``: embeddings, scheduled as for the
-    identity modes; else as for mode ``all``, without them). Results in a ``ResultStore``."""
-    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
-    from faceblur.local import read_image
+    """As :func:`analyse`, with ``face-blur run``'s adaptive pass 1 (``faceblur.analyse.analyse_adaptive``;
+    ``identity``: embeddings, scheduled as for the identity modes; else as for mode ``all``, without
+    them). Results in a ``ResultStore``."""
+    from types import SimpleNamespace
+
+    from faceblur.analyse import analyse_adaptive
+    from faceblur.local import LocalConfig, read_image
     from handler.pipeline import PipelineConfig, load_pipeline
-    from handler.runtime import select_providers
     from postprocess.config import PlanConfig
     from postprocess.results import ResultStore
 
-    config = PipelineConfig(model_dir=model_dir, embedder=embedder if identity else "none", device="cpu")
+    config = PipelineConfig(model_dir=model_dir, embedder=embedder if identity else "none", device="cpu",
+                            fixed_size=True)  # as face-blur run loads it for a video
     pipeline = load_pipeline(config)
     name = pipeline.embedder.name if pipeline.embedder else "none"
     refs = {p: {photo: pipeline.analyse(read_image(faces_dir / photo)[1], 0)} for p, photo in references.items()}
-    net = Net(pipeline, config.resolved_model_dir(), select_providers("cpu"), AdaptiveConfig())
     store = ResultStore()
-    analyse_adaptive(pipeline, video, store, AdaptiveConfig(), identity, net, 2, lambda n: None,
-                     PlanConfig(mode="unknown" if identity else "all"))
+    analyse_adaptive(pipeline, config, PlanConfig(mode="unknown" if identity else "all"), LocalConfig(), video,
+                     store, SimpleNamespace(update=lambda n: None))
     return name, store, refs
 
 

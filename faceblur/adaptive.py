@@ -302,11 +302,11 @@ class AdaptiveAnalyser:
                 emit(item)
                 return
             window.append(item)
-            interval, reason = self.policy.interval, "interval"
-            if self.config.schedule.held_interval < interval and self.scheduler.holding():
-                interval, reason = self.config.schedule.held_interval, "held"
-            if item.index - last.frame >= interval:
-                settle(reason)
+            gap = item.index - last.frame
+            if gap >= self.policy.interval:
+                settle("interval")
+            elif gap >= self.config.schedule.held_interval and self.scheduler.holding():
+                settle("held")  # early: a low candidate's evidence is in question
 
         def decided(cuts: list[bool]) -> None:
             nonlocal blocker

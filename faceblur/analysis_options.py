@@ -37,8 +37,8 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
                    help="adaptive: longest interval between analysed frames (a still scene)")
     g.add_argument("--held-interval", type=number(int, 1, 250), default=s["held_interval"],
                    help="adaptive: longest interval while a low candidate (under the plan's --face-score) is in "
-                        "question: detected on fewer than 3 analysed frames, or missing from the last one (a dim "
-                        "face, or texture)")
+                        f"question: detected on fewer than {s['settled_after']} analysed frames, or missing from "
+                        "the last one (a dim face, or texture)")
     g.add_argument("--net-side", type=number(int, 64, 4096), default=a["net_side"],
                    help="adaptive: longer side, pixels, of the copy the cheap detection pass sees on every frame "
                         "(larger finds smaller faces, costs more)")

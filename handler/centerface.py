@@ -8,12 +8,13 @@ fixed input of [10, 3, 32, 32]; :func:`load_centerface` rewrites the input and o
 symbolic ones in memory before onnxruntime sees it (the file on disk is never changed). That needs
 the ``onnx`` package; without it, only a file already saved with dynamic dims loads (see
 :func:`write_dynamic_model`). The rewritten model is kept in the user's cache, named by the
-source's SHA-256 (:func:`_cached_dynamic_bytes`): importing ``onnx`` alone took 0.7 s of every
+source's SHA-256 (:func:`_cached_dynamic_model`): importing ``onnx`` alone took 0.7 s of every
 ``face-blur run``.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -93,22 +94,30 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "face-blur" / "dynamic-models"
 
 
-def _cached_dynamic_bytes(path: Path) -> tuple[bytes | None, Path | None]:
-    """(:func:`_dynamic_model_bytes` of ``path``, the cache file they came from or None).
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 (24 hex digits) of the file; remembered per size and mtime, so the run's second
+    CenterFace session (adaptive analysis' net) does not read and hash the 7 MB file again."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:24]
+
+
+def _cached_dynamic_model(path: Path) -> tuple[bytes | None, Path | None]:
+    """Where :func:`_dynamic_model_bytes` of ``path`` is kept: (None, the cached file) when it is in
+    the cache, else (the bytes just made, or None for a source already dynamic; None).
 
     Kept under ``$XDG_CACHE_HOME/face-blur/dynamic-models`` (default ``~/.cache``), named by the
     SHA-256 of the source, so a changed source is converted again; an already dynamic source leaves
     an empty marker. Making the shape dynamic needs the ``onnx`` package, whose import alone took
     0.7 s of every ``face-blur run`` (a quarter of a 50-frame 640x360 clip's wall time; the
-    conversion itself 0.05 s). A cache that cannot be written is skipped (logged); one that cannot
-    be read back as a model is replaced (:func:`load_centerface`)."""
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
-    cached = _cache_dir() / f"{path.stem}-{digest}.onnx"
+    conversion itself 0.05 s). onnxruntime reads a cached file itself. A cache that cannot be written
+    is skipped (logged); one that cannot be read back as a model is replaced (:func:`load_centerface`)."""
+    stat = path.stat()
+    cached = _cache_dir() / f"{path.stem}-{_digest(str(path), stat.st_size, stat.st_mtime_ns)}.onnx"
     marker = cached.with_suffix(".dynamic")
     if marker.is_file():
         return None, None
     if cached.is_file():
-        return cached.read_bytes(), cached
+        return None, cached
     data = _dynamic_model_bytes(path)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -151,15 +160,14 @@ def load_centerface(path: str | Path, providers: list[str], threads: int = 0,
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     try:
-        data, cached = _cached_dynamic_bytes(path)
+        data, cached = _cached_dynamic_model(path)
         if cached is not None:
             try:
-                return open_session(path, providers, threads, memory_arena=fixed_size, data=data,
-                                    memory_pattern=not fixed_size)
+                return open_session(cached, providers, threads, memory_arena=fixed_size, memory_pattern=not fixed_size)
             except ModelLoadError:
                 log.warning("cached dynamic model %s could not be loaded; converting %s again", cached, path)
                 cached.unlink(missing_ok=True)
-                data, _ = _cached_dynamic_bytes(path)
+                data, _ = _cached_dynamic_model(path)
     except ImportError:
         data = None  # without the onnx package only a model with dynamic dims can be used
         session = open_session(path, providers, threads, memory_arena=fixed_size, memory_pattern=not fixed_size)
