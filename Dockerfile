@@ -1,6 +1,8 @@
 # face-blur images, both built from this one file and the root pyproject.toml:
 #
-#   docker build --target inference   -t face-blur-inference .    # SageMaker Batch Transform container
+#   docker build --target inference   -t face-blur-inference .    # SageMaker Batch Transform container;
+#                                                                 # AWS Batch runs it with the command
+#                                                                 # `python -m faceblur.segments ...`
 #   docker build --target postprocess -t face-blur-postprocess .  # Lambda image; Batch runs it with
 #                                                                 # the command `python -m postprocess.batch`
 #
@@ -48,7 +50,8 @@ WORKDIR /opt/face-blur
 COPY --from=source /src/ ./
 
 # onnxruntime (CPU) comes with the extra; ONNXRUNTIME swaps it for another build of the same module.
-# Versions are pinned in pyproject.toml's extras, not here.
+# Versions are pinned in pyproject.toml's extras, not here. The extra also carries scipy and boto3 for
+# adaptive analysis on AWS (faceblur/segments.py: the plan's linker, and S3).
 ARG ONNXRUNTIME=onnxruntime
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[inference]" \
@@ -64,8 +67,10 @@ ENV FACE_BLUR_BIND_HOST=0.0.0.0 \
     FACE_BLUR_MODEL_DIR=/opt/ml/model
 
 EXPOSE 8080
-# SageMaker runs the image with the argument "serve", which the entry point accepts.
-ENTRYPOINT ["tini", "--", "python", "-m", "handler.serve"]
+# SageMaker runs the image with the argument "serve" (or server options: --port ...), which start the
+# server; anything else runs as a command, so AWS Batch can run ["python", "-m", "faceblur.segments",
+# ...] in the same image (a Batch job definition cannot replace the entry point).
+ENTRYPOINT ["tini", "--", "/bin/sh", "-c", "case \"${1:-serve}\" in serve|-*) exec python -m handler.serve \"$@\";; esac; exec \"$@\"", "entrypoint"]
 CMD ["serve"]
 
 # --- postprocess: the Lambda handler; the same image runs the AWS Batch job ----------------------------

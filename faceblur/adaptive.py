@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,21 +165,11 @@ class _Pending:
 
 def _in_order(fn: Callable, frames: Iterator, workers: int) -> Iterator[_Pending]:
     """``fn`` (signature, net) over ``frames`` on ``workers`` threads, handed on in frame order
-    (``bounded_map`` yields in completion order; the scheduler needs frame order)."""
-    from postprocess.parallel import bounded_map
+    (the scheduler needs frame order)."""
+    from postprocess.parallel import ordered_map
 
-    submitted: deque[int] = deque()
-
-    def tagged() -> Iterator:
-        for frame in frames:
-            submitted.append(frame.index)
-            yield frame
-
-    waiting: dict[int, _Pending] = {}
-    for frame, prepared in bounded_map(fn, tagged(), workers, window=workers * 2):
-        waiting[frame.index] = _Pending(frame.index, frame.image, *prepared)
-        while submitted and submitted[0] in waiting:
-            yield waiting.pop(submitted.popleft())
+    for frame, prepared in ordered_map(fn, frames, workers, window=workers * 2):
+        yield _Pending(frame.index, frame.image, *prepared)
 
 
 class AdaptiveAnalyser:
@@ -203,6 +193,11 @@ class AdaptiveAnalyser:
         self.scheduler = Scheduler(config.schedule, linker, self._cut_at, plan.pad_frames)
         self.policy = IntervalPolicy(config.schedule)
         self.tally = Tally()
+
+    @property
+    def cuts(self) -> frozenset[int]:
+        """The frames where the plan's cut detector starts a shot, as decided so far."""
+        return frozenset(self._cuts)
 
     def _cut_at(self, frame: int) -> bool:
         if frame in self._undecided:
@@ -230,7 +225,13 @@ class AdaptiveAnalyser:
                              item.signature)
         return result, Look(item.index, faces, item.net)
 
-    def run(self, frames: Iterator, store, workers: int, progress: Callable[[int], object]) -> Tally:
+    def run(self, frames: Iterator, store, workers: int, progress: Callable[[int], object],
+            before: Iterable[np.ndarray] = (), after: Iterable[np.ndarray] = ()) -> Tally:
+        """``frames`` (``.index``, ``.image``) in frame order into ``store`` (``add(index, result)``).
+        ``before`` / ``after``: the signatures of the frames just before and just after ``frames``
+        (a segment of a longer video, ``faceblur/segments.py``): the cut detector sees them as the
+        plan's does (``CutDetector.half`` frames after, one more before), so it decides the cuts
+        near the segment's ends as the plan will; those frames are neither analysed nor stored."""
         from handler.signature import frame_signature
 
         still = StillFrames(self.config.still_below, self.config.still_span)
@@ -308,9 +309,18 @@ class AdaptiveAnalyser:
             elif gap >= self.config.schedule.held_interval and self.scheduler.holding():
                 settle("held")  # early: a low candidate's evidence is in question
 
-        def decided(cuts: list[bool]) -> None:
-            nonlocal blocker
-            for cut in cuts:
+        owed = 0  # decisions still to come for the frames ``before``: not ours
+        for signature in before:
+            owed += 1 - len(self.cutter.push(signature))
+
+        def decided(cuts: list[bool], ours_only: bool = False) -> None:
+            """Apply the cut detector's decisions (oldest frame first): those still owed to the
+            frames ``before`` are dropped, and with ``ours_only`` those past our frames (``after``)."""
+            nonlocal blocker, owed
+            drop = min(owed, len(cuts))
+            owed -= drop
+            cuts = cuts[drop:]
+            for cut in cuts[:len(pushed)] if ours_only else cuts:
                 frame = pushed.popleft()
                 self._undecided.discard(frame)
                 if cut:
@@ -335,7 +345,9 @@ class AdaptiveAnalyser:
                 self._undecided.add(item.index)
             held.append((item, may_cut))
             decided(cuts)
-        decided(self.cutter.flush())
+        for signature in after:  # the decisions of the frames ``after`` themselves are not ours
+            decided(self.cutter.push(signature), ours_only=True)
+        decided(self.cutter.flush(), ours_only=True)
         if window:
             settle("end")
         return self.tally

@@ -8,7 +8,9 @@ so the slowest stage sets the pace; frame numbers start at 1.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Container, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +20,12 @@ from faceblur.truncation import FrameTally
 from faceblur.video import VideoError, iter_frames
 from postprocess.results import ResultStore
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+    from faceblur.adaptive import AdaptiveConfig, Net
     from faceblur.local import LocalConfig
     from handler.pipeline import FacePipeline, PipelineConfig
     from postprocess.config import PlanConfig
@@ -54,18 +59,36 @@ def analyse_video(pipeline: FacePipeline, path: Path, store: ResultStore, worker
     return tally.decoded
 
 
+def adaptive_pipeline(config: PipelineConfig, mode: str) -> PipelineConfig:
+    """The pipeline adaptive analysis loads for a plan of ``mode``: in mode ``all`` no embedder
+    (linking between analysed frames is by motion and box; ``face-blur run`` and the AWS segments
+    alike)."""
+    if mode != "all" or config.embedder == "none":
+        return config
+    log.info("analysis adaptive, mode all: no embeddings (the embedder is not loaded)")
+    return replace(config, embedder="none")
+
+
+def make_net(pipeline: FacePipeline, pipeline_config: PipelineConfig, adaptive: AdaptiveConfig) -> Net:
+    """The cheap per-frame pass of adaptive analysis for ``pipeline`` (faceblur/adaptive.py): its own
+    CenterFace session from the pipeline's model folder, on the pipeline's device."""
+    from faceblur.adaptive import Net
+    from handler.runtime import select_providers
+
+    return Net(pipeline, pipeline_config.resolved_model_dir(),
+               select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive,
+               pipeline_config.fixed_size)
+
+
 def analyse_adaptive(pipeline: FacePipeline, pipeline_config: PipelineConfig, plan_config: PlanConfig,
                      config: LocalConfig, source: Path, store, bar: tqdm, seen: FrameTally | None = None):
     """Pass 1 with adaptive analysis (faceblur/adaptive.py), the scheduler linking faces and cutting
     shots with the plan's own linker and cut detector, made from ``plan_config`` (so it links as the
     plan will); ``seen`` counts every decoded frame (the truncation check)."""
-    from faceblur.adaptive import AdaptiveConfig, Net, analyse_adaptive
-    from handler.runtime import select_providers
+    from faceblur.adaptive import AdaptiveConfig, analyse_adaptive
 
     adaptive = config.adaptive or AdaptiveConfig()
-    net = Net(pipeline, pipeline_config.resolved_model_dir(),
-              select_providers(pipeline_config.device, pipeline_config.gpu_fallback), adaptive,
-              pipeline_config.fixed_size)
+    net = make_net(pipeline, pipeline_config, adaptive)
     return analyse_adaptive(pipeline, source, store, adaptive, plan_config.mode != "all", net, config.workers,
                             bar.update, plan_config, seen)
 

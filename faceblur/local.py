@@ -33,7 +33,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from contract import FrameResult
-from faceblur.analyse import Recorded, analyse_adaptive, analyse_frames, analyse_video, frame_refs, open_journal
+from faceblur.analyse import (
+    Recorded,
+    adaptive_pipeline,
+    analyse_adaptive,
+    analyse_frames,
+    analyse_video,
+    frame_refs,
+    open_journal,
+)
 from faceblur.inputs import MAX_IMAGE_BYTES, PHOTO_SUFFIXES, InputError, default_output, input_kind, read_image  # noqa: F401 (re-exported)
 from faceblur.preflight import REFERENCE_SUFFIXES
 from faceblur.progress import progress_bar
@@ -297,9 +305,8 @@ def run(source: Path, output: Path, config: LocalConfig) -> RunSummary:
     if kind == "video":  # one frame size: CenterFace reuses its memory between passes (a quarter less CPU)
         pipeline_config = replace(pipeline_config, fixed_size=True)
     adaptive = kind == "video" and config.analysis == "adaptive"
-    if adaptive and plan_config.mode == "all" and pipeline_config.embedder != "none":
-        pipeline_config = replace(pipeline_config, embedder="none")  # linking by motion and box only
-        log.info("analysis adaptive, mode all: no embeddings (the embedder is not loaded)")
+    if adaptive:
+        pipeline_config = adaptive_pipeline(pipeline_config, plan_config.mode)
     pipeline = load_pipeline(pipeline_config)
     summary.detector = pipeline.detector.name
     summary.embedder = pipeline.embedder.name if pipeline.embedder else ""

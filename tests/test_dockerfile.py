@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -114,15 +115,38 @@ def test_each_image_installs_its_own_extra_from_the_root_pyproject(stage, extra)
     assert f"[{other}]" not in runs
 
 
+def _dispatch(entry: list[str], argv: list[str]) -> str:
+    """What the entry point script ``sh -c SCRIPT NAME`` runs for ``argv``: with every exec replaced
+    by echo, the first line printed."""
+    script = entry[entry.index("-c") + 1].replace("exec ", "echo ")
+    return subprocess.run(["/bin/sh", "-c", script, *entry[entry.index("-c") + 2:], *argv], capture_output=True,
+                          text=True, check=True).stdout.strip().splitlines()[0]
+
+
 def test_inference_image_serves_on_all_interfaces_at_8080_with_the_sagemaker_labels():
-    entry = exec_form("inference", "ENTRYPOINT") + exec_form("inference", "CMD")
-    assert entry[-4:] == ["python", "-m", "handler.serve", "serve"]
+    entry = exec_form("inference", "ENTRYPOINT")
+    assert entry[:2] == ["tini", "--"]  # reaps the worker processes MMS leaves to PID 1
+    assert exec_form("inference", "CMD") == ["serve"]
+    for argv in (["serve"], [], ["serve", "--port", "9000"], ["--port", "9000"]):  # SageMaker: "serve"
+        assert _dispatch(entry, argv) == " ".join(["python", "-m", "handler.serve", *argv])
     assert callable(importlib.import_module("handler.serve").main)
     env = " ".join(stage_lines("inference", "ENV"))
     assert "FACE_BLUR_BIND_HOST=0.0.0.0" in env and "SAGEMAKER_BIND_TO_PORT=8080" in env
     labels = " ".join(stage_lines("inference", "LABEL"))
     assert "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in labels
     assert stage_lines("inference", "EXPOSE") == ["8080"]
+
+
+def test_inference_image_runs_the_adaptive_analysis_child_as_a_batch_command():
+    """AWS Batch runs ``python -m faceblur.segments ...`` in the inference image (a job definition
+    gives a command, never an entry point): the entry point runs it, and the image's extra carries
+    what the child needs beyond the server (scipy for the plan's linker, boto3 for S3)."""
+    command = ["python", "-m", "faceblur.segments", "--options", "s3://b/results/j/face-blur-options.json"]
+    assert _dispatch(exec_form("inference", "ENTRYPOINT"), command) == " ".join(command)
+    assert importlib.util.find_spec("faceblur.segments") is not None
+    extra = pyproject()["project"]["optional-dependencies"]["inference"]
+    names = {re.split(r"[<>=\[ ]", requirement, maxsplit=1)[0] for requirement in extra}
+    assert {"scipy", "boto3"} <= names
 
 
 def test_inference_image_bakes_models_that_the_manifest_names():

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from postprocess_helpers import new_bucket
 
-from postprocess.parallel import bounded_map
+from postprocess.parallel import bounded_map, ordered_map
 from postprocess.reading import (
     DEFAULT_FRAME_PATTERN,
     FrameListError,
@@ -227,6 +227,39 @@ def test_bounded_map_returns_every_item_and_reraises_the_first_error():
 
     with pytest.raises(ValueError, match="item 7"):
         list(bounded_map(fail_on_7, range(50), workers=4))
+
+
+def test_ordered_map_keeps_the_items_order_reads_at_most_a_window_ahead_and_reraises_the_first_error():
+    import threading
+
+    first_done = threading.Event()
+
+    def late_first(i):  # item 0 finishes only after item 1 has
+        if i == 0:
+            first_done.wait(5)
+        elif i == 1:
+            first_done.set()
+        return i * i
+
+    assert list(ordered_map(late_first, range(20), workers=4)) == [(i, i * i) for i in range(20)]
+    pulled = []
+
+    def items():
+        for i in range(100):
+            pulled.append(i)
+            yield i
+
+    results = ordered_map(lambda i: i, items(), workers=2, window=3)
+    assert next(results) == (0, 0) and len(pulled) == 3
+    results.close()
+
+    def fail_on_7(i):
+        if i == 7:
+            raise ValueError("item 7")
+        return i
+
+    with pytest.raises(ValueError, match="item 7"):
+        list(ordered_map(fail_on_7, range(50), workers=4))
 
 
 # -- postprocess.reading: frames, results and references found through the store -----------------
