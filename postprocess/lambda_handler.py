@@ -1,7 +1,13 @@
-"""AWS Lambda entry point: a finished SageMaker transform job starts the post-processing.
+"""AWS Lambda entry point: a finished SageMaker transform job, or adaptive analysis job, starts the
+post-processing.
 
 An EventBridge rule sends ``SageMaker Transform Job State Change`` events (source
-``aws.sagemaker``) here. ``handler(event, context)``:
+``aws.sagemaker``) here, another the ``Batch Job State Change`` events (source ``aws.batch``) of the
+adaptive analysis queue: a SUCCEEDED analysis job (the parent of an array job, or a plain job, of
+``FACE_BLUR_ANALYSIS_JOB_DEFINITION``; :mod:`postprocess.analysis_events` says which events count)
+names its options file in ``detail.parameters.options`` and continues as a completed transform job
+does from step 2 on (an options file missing there is an error, not "not a face-blur job"), claimed
+under its Batch job name. ``handler(event, context)``:
 
 1. ignores (logs and returns ``{"action": "ignored", ...}``) any other detail-type and every status
    but ``Completed`` (``Failed`` is logged with its ``FailureReason``);
@@ -32,6 +38,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from contract.env import env_int
+from postprocess.analysis_events import AnalysisJob, analysis_job, is_batch_event
 from postprocess.reading import FRAME_SUFFIXES
 from postprocess.run import OPTIONS_NAME, JobOptions, run
 from postprocess.storage import StorageError, Store, join
@@ -106,6 +113,13 @@ def handle_event(event: Mapping[str, Any], *, store: Store | None = None, batch:
                  env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The Lambda's work, with its clients and environment injectable (see the module docstring)."""
     env = os.environ if env is None else env
+    if is_batch_event(event):
+        found = analysis_job(event, env, error=ConfigurationError)
+        if not isinstance(found, AnalysisJob):
+            return found
+        return post_process(found.name, found.options_uri, event, store=store, batch=batch, env=env,
+                            claim={"analysis_job": found.name, "analysis_job_id": found.job_id},
+                            missing_is_foreign=False, kind="analysis job")
     detail_type = event.get("detail-type")
     if detail_type != DETAIL_TYPE or event.get("source", SOURCE) != SOURCE:
         log.warning("ignoring an event of type %r from %r", detail_type, event.get("source"))
@@ -123,21 +137,28 @@ def handle_event(event: Mapping[str, Any], *, store: Store | None = None, batch:
         output_path = detail["TransformOutput"]["S3OutputPath"]
     except (KeyError, TypeError):
         raise ValueError(f"event for transform job {job} has no detail.TransformOutput.S3OutputPath") from None
+    return post_process(job, join(output_path, OPTIONS_NAME), event, store=store, batch=batch, env=env,
+                        claim={"transform_job": job}, missing_is_foreign=True, kind="transform job")
 
+
+def post_process(job: str, options_uri: str, event: Mapping[str, Any], *, store: Store | None, batch: Any,
+                 env: Mapping[str, str], claim: Mapping[str, Any], missing_is_foreign: bool,
+                 kind: str) -> dict[str, Any]:
+    """Steps 2-4 of the module docstring for the finished ``kind`` (transform job or analysis job)
+    ``job``, whose run options are ``options_uri``; ``claim`` starts the record of its Batch claim."""
     store = store or Store()
-    options_uri = join(output_path, OPTIONS_NAME)
     try:
         body = store.read(options_uri)
     except StorageError as exc:
-        if exc.missing:
-            log.warning("transform job %s has no %s: not a face-blur job", job, options_uri)
+        if exc.missing and missing_is_foreign:
+            log.warning("%s %s has no %s: not a face-blur job", kind, job, options_uri)
             return {"action": "ignored", "job": job, "reason": f"no {options_uri}"}
         raise
     options = JobOptions.from_json(body, options_uri)
     limit = _env_int(env, "FACE_BLUR_LAMBDA_MAX_FRAMES", DEFAULT_MAX_FRAMES, 0, 10_000_000)
     frames = count_frames(store, options, limit)
     if frames <= limit:
-        log.info("transform job %s: %d frames, post-processing here", job, frames)
+        log.info("%s %s: %d frames, post-processing here", kind, job, frames)
         summary = run(options.frames, options.results, options.output, options.config, options.references,
                       store=store)
         return {"action": "ran", "job": job, "summary": summary.to_dict()}
@@ -145,18 +166,17 @@ def handle_event(event: Mapping[str, Any], *, store: Store | None = None, batch:
     queue = env.get("FACE_BLUR_BATCH_JOB_QUEUE", "")
     definition = env.get("FACE_BLUR_BATCH_JOB_DEFINITION", "")
     if not queue or not definition:
-        raise ConfigurationError(f"transform job {job} has more than {limit} frames (FACE_BLUR_LAMBDA_MAX_FRAMES): "
+        raise ConfigurationError(f"{kind} {job} has more than {limit} frames (FACE_BLUR_LAMBDA_MAX_FRAMES): "
                                  "set FACE_BLUR_BATCH_JOB_QUEUE and FACE_BLUR_BATCH_JOB_DEFINITION to render on "
                                  "AWS Batch")
     array_size = _env_int(env, "FACE_BLUR_RENDER_ARRAY_SIZE", DEFAULT_ARRAY_SIZE, 1, 10_000)
-    # EventBridge delivers at least once: claim this transform job before submitting, so a second
-    # delivery of its event does not start a second set of Batch jobs (a new transform job, even for
+    # EventBridge delivers at least once: claim this job before submitting, so a second delivery of
+    # its event does not start a second set of Batch jobs (a new transform or analysis job, even for
     # the same output, has a new name and so its own claim).
     claim_uri = join(options.output, f"face-blur-batch-{job}.json")
-    claim = {"transform_job": job, "event": event.get("id"), "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                        time.gmtime())}
-    if not store.create(claim_uri, json.dumps(claim).encode()):
-        log.warning("transform job %s: Batch jobs were already submitted (%s): a duplicate event", job, claim_uri)
+    record = {**claim, "event": event.get("id"), "claimed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if not store.create(claim_uri, json.dumps(record).encode()):
+        log.warning("%s %s: Batch jobs were already submitted (%s): a duplicate event", kind, job, claim_uri)
         return {"action": "ignored", "job": job, "reason": f"already submitted ({claim_uri})"}
     if batch is None:
         import boto3
@@ -167,7 +187,7 @@ def handle_event(event: Mapping[str, Any], *, store: Store | None = None, batch:
     except Exception:
         store.delete(claim_uri)  # nothing was started: let a retry of this event try again
         raise
-    store.write(claim_uri, json.dumps({**claim, "jobs": jobs}, default=str).encode())
+    store.write(claim_uri, json.dumps({**record, "jobs": jobs}, default=str).encode())
     return {"action": "submitted", "job": job, "frames": frames, "options": options_uri, "jobs": jobs}
 
 

@@ -8,8 +8,9 @@ The scripts never hold account data. They read the deployment from
 3. else ``terraform output -json`` run in ``--terraform-dir`` (default: ``terraform/`` of this
    repository) with ``$TERRAFORM`` (default ``terraform``, else ``tofu`` when only that is installed).
 
-:data:`OUTPUTS` lists every output the scripts read; ``tests/test_scripts.py`` checks that
-``terraform/outputs.tf`` defines each one. The S3 layout (key templates with ``{job}``) comes from
+:data:`OUTPUTS` lists every output the scripts need, :data:`ANALYSIS_OUTPUTS` those only adaptive
+analysis needs (read when present); ``tests/test_scripts.py`` checks that ``terraform/outputs.tf``
+defines each one. The S3 layout (key templates with ``{job}``) comes from
 the ``s3_layout`` output, so the bucket's prefixes are defined once, in ``terraform/locals.tf``.
 Endpoint overrides (``AWS_ENDPOINT_URL``) and credentials come from the usual boto3 environment.
 """
@@ -56,6 +57,9 @@ OUTPUTS = (
     "transform_max_concurrent_transforms",
     "transform_max_payload_mb",
 )
+# Outputs of adaptive analysis on AWS Batch (start_job.py --analysis adaptive, wait_job.py): read when
+# present, so that scripts of this version still run against a deployment applied before them.
+ANALYSIS_OUTPUTS = ("analysis_job_queue", "analysis_job_definition")
 # Keys of the s3_layout output the scripts use.
 LAYOUT_KEYS = ("frames", "references", "results", "options", "output", "audio")
 
@@ -85,6 +89,8 @@ class Deployment:
     instance_count: int
     max_concurrent_transforms: int
     max_payload_mb: int
+    analysis_job_queue: str | None = None
+    analysis_job_definition: str | None = None
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> Deployment:
@@ -112,7 +118,15 @@ class Deployment:
             instance_count=int(values["transform_instance_count"]),
             max_concurrent_transforms=int(values["transform_max_concurrent_transforms"]),
             max_payload_mb=int(values["transform_max_payload_mb"]),
+            **{name: str(values[name]) for name in ANALYSIS_OUTPUTS if values.get(name)},
         )
+
+    def analysis(self) -> tuple[str, str]:
+        """(job queue, job definition) of the adaptive analysis jobs; DeploymentError without them."""
+        if not self.analysis_job_queue or not self.analysis_job_definition:
+            raise DeploymentError(f"the Terraform outputs lack {', '.join(ANALYSIS_OUTPUTS)}: apply terraform/ of "
+                                  "this version of the repository (analysis.tf), then read its outputs again")
+        return self.analysis_job_queue, self.analysis_job_definition
 
     def key(self, kind: str, job: str, name: str = "") -> str:
         """The S3 key of ``kind`` (one of :data:`LAYOUT_KEYS`) for ``job``, plus ``name`` below it."""

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Start the SageMaker Batch Transform job of a face-blur job, with its run options recorded.
+"""Start the analysis of a face-blur job (a SageMaker Batch Transform job, or with ``--analysis
+adaptive`` an AWS Batch job), with its run options recorded.
 
     python scripts/start_job.py --job JOB [--mode unknown] [--pick 120:640:360] [--instance-type ml.c5.2xlarge]
+    python scripts/start_job.py --job JOB --analysis adaptive [--segment-frames 3000]
 
 1. checks that frames were uploaded (and reference photos, for modes unknown and known);
 2. writes the run options (schema face-blur/options/v1: frames, results, references, output and the
@@ -18,7 +20,19 @@
    :func:`volume_encryption`). Its name starts with the deployment's prefix, so the EventBridge rule
    starts post-processing when it completes.
 
-Prints the transform job name. Exit 0 on success, 1 on an error (one line), 2 for usage.
+``--analysis adaptive`` (README "Adaptive analysis on AWS"; the default stays ``every``, the
+transform job) does 1 and 2 alike, then instead of 3 and 4 submits the job
+``<prefix><job>-<yymmddHHMMSS>`` to the deployment's analysis queue with the analysis job definition
+(Terraform outputs ``analysis_job_queue``, ``analysis_job_definition``): parameters ``options`` (the
+URI written in 2) and ``segment_frames``; an array job of ceil(frames / segment frames) children
+when that is 2 or more (AWS Batch allows at most 10,000: more is refused, naming the smallest
+``--segment-frames`` that fits), a plain job for one segment; tagged ``face-blur:job`` and the tags
+propagated to its tasks. Each child analyses its segment in the inference image and writes the
+results where the transform job would; the end of the job starts post-processing as a transform
+job's does.
+
+Prints the transform job name (``every``) or the Batch job id (``adaptive``). Exit 0 on success, 1 on
+an error (one line), 2 for usage.
 """
 
 from __future__ import annotations
@@ -27,6 +41,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -49,6 +64,11 @@ CONTENT_TYPE = "application/x-image"
 ACCEPT = "application/json"
 MODES_WITH_REFERENCES = ("unknown", "known")
 MODEL_NAME = re.compile(r"[^a-zA-Z0-9-]+")
+ANALYSES = ("every", "adaptive")
+DEFAULT_SEGMENT_FRAMES = 3000
+MAX_ARRAY_SIZE = 10_000  # AWS Batch: array jobs have 2 to 10,000 children
+BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+TRANSFORM_ONLY = ("instance_type", "instance_count", "max_concurrent_transforms", "max_payload_mb", "image_uri")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,9 +244,8 @@ def transform_request(dep: Deployment, job: str, name: str, model: str, settings
     }
 
 
-def start_job(dep: Deployment, s3, sm, job: str, config, settings: TransformSettings,
-              image_uri: str | None = None, now: datetime | None = None) -> str:
-    """Steps 1-4 of the module docstring; returns the transform job name."""
+def check_inputs(dep: Deployment, s3, job: str, config) -> tuple[int, int]:
+    """Step 1 of the module docstring: (frames, reference photos) uploaded for ``job``."""
     frames = count_images(list_keys(s3, dep.bucket, dep.key("frames", job)))
     if frames == 0:
         raise ValueError(f"no frames under {dep.uri('frames', job)}: run upload_video.py --job {job} first")
@@ -234,6 +253,13 @@ def start_job(dep: Deployment, s3, sm, job: str, config, settings: TransformSett
     if config.plan.mode in MODES_WITH_REFERENCES and references == 0:
         raise ValueError(f"mode {config.plan.mode} needs reference photos under {dep.uri('references', job)}: "
                          f"run upload_refs.py --job {job} first")
+    return frames, references
+
+
+def start_job(dep: Deployment, s3, sm, job: str, config, settings: TransformSettings,
+              image_uri: str | None = None, now: datetime | None = None) -> str:
+    """Steps 1-4 of the module docstring; returns the transform job name."""
+    frames, references = check_inputs(dep, s3, job, config)
     name = transform_job_name(dep, job, now)
     write_options(dep, s3, job, config, frames, references > 0)
     model, _ = ensure_model(sm, dep, image_uri)
@@ -241,6 +267,65 @@ def start_job(dep: Deployment, s3, sm, job: str, config, settings: TransformSett
     log.info("started transform job %s: %d frames, %d reference photos, %s x %d", name, frames, references,
              settings.instance_type, settings.instance_count)
     return name
+
+
+def analysis_job_name(dep: Deployment, job: str, now: datetime | None = None) -> str:
+    """``<prefix><job>-<yymmddHHMMSS>`` (UTC), as a transform job's; valid for AWS Batch (128 at most)."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%y%m%d%H%M%S")
+    name = f"{dep.job_name_prefix}{job}-{stamp}"
+    if not BATCH_NAME.match(name):
+        raise ValueError(f"analysis job name {name!r} is not valid for AWS Batch (at most 128 letters, digits, "
+                         "'-' and '_', starting with a letter or digit)")
+    return name
+
+
+def segment_count(frames: int, segment_frames: int) -> int:
+    """Segments (array children) of ``frames`` frames cut every ``segment_frames``; more than
+    :data:`MAX_ARRAY_SIZE` is refused, naming the smallest segment length that fits."""
+    if segment_frames < 1:
+        raise ValueError(f"segment frames must be at least 1, got {segment_frames}")
+    count = math.ceil(frames / segment_frames)
+    if count > MAX_ARRAY_SIZE:
+        raise ValueError(f"{frames} frames in segments of {segment_frames} make {count} segments, but an AWS Batch "
+                         f"array job has at most {MAX_ARRAY_SIZE} children: use --segment-frames "
+                         f"{math.ceil(frames / MAX_ARRAY_SIZE)} or more")
+    return count
+
+
+def analysis_request(dep: Deployment, job: str, name: str, options_uri: str, frames: int,
+                     segment_frames: int = DEFAULT_SEGMENT_FRAMES) -> dict[str, Any]:
+    """The Batch SubmitJob request of the adaptive analysis of ``job``."""
+    queue, definition = dep.analysis()
+    segments = segment_count(frames, segment_frames)
+    request: dict[str, Any] = {
+        "jobName": name,
+        "jobQueue": queue,
+        "jobDefinition": definition,
+        "parameters": {"options": options_uri, "segment_frames": str(segment_frames)},
+        # No retryStrategy: one given here would replace the definition's, which retries only a host
+        # that went away (terraform/analysis.tf).
+        "tags": {"face-blur:job": job},
+        "propagateTags": True,
+    }
+    if segments >= 2:
+        request["arrayProperties"] = {"size": segments}
+    return request
+
+
+def start_analysis(dep: Deployment, s3, batch, job: str, config, segment_frames: int = DEFAULT_SEGMENT_FRAMES,
+                   now: datetime | None = None) -> str:
+    """``--analysis adaptive``: steps 1 and 2, then the Batch job (module docstring); returns its id."""
+    frames, references = check_inputs(dep, s3, job, config)
+    name = analysis_job_name(dep, job, now)
+    segment_count(frames, segment_frames)  # refused before anything is written
+    dep.analysis()
+    options_uri = write_options(dep, s3, job, config, frames, references > 0)
+    request = analysis_request(dep, job, name, options_uri, frames, segment_frames)
+    response = batch.submit_job(**request)
+    segments = request.get("arrayProperties", {}).get("size", 1)
+    log.info("submitted analysis job %s (%s): %d frames in %d segment%s of up to %d, %d reference photos",
+             name, response["jobId"], frames, segments, "" if segments == 1 else "s", segment_frames, references)
+    return str(response["jobId"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,7 +341,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_plan_arguments(parser, advanced=False, overrides=True)
     add_render_arguments(parser, advanced=False, overrides=True)
     add_run_arguments(parser, advanced=False, overrides=True)
-    t = parser.add_argument_group("transform job (defaults: the Terraform outputs)")
+    from postprocess.options import number_argument
+
+    a = parser.add_argument_group("analysis")
+    a.add_argument("--analysis", choices=ANALYSES, default="every",
+                   help="every: every frame, by a SageMaker Batch Transform job; adaptive: the adaptive analysis "
+                        "as an AWS Batch job over segments of the video, in the inference image")
+    a.add_argument("--segment-frames", type=number_argument(int, 1, name="frames"), default=None,
+                   help=f"adaptive: frames per segment, one array child each (default: {DEFAULT_SEGMENT_FRAMES})")
+    t = parser.add_argument_group("transform job (--analysis every; defaults: the Terraform outputs)")
     t.add_argument("--instance-type", default=None, help="e.g. ml.g4dn.xlarge (GPU) or ml.c5.2xlarge (CPU)")
     t.add_argument("--instance-count", type=int, default=None)
     t.add_argument("--max-concurrent-transforms", type=int, default=None)
@@ -270,7 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.analysis == "adaptive":
+        given = [f"--{name.replace('_', '-')}" for name in TRANSFORM_ONLY if getattr(args, name) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} apply to the transform job only (--analysis every)")
+    elif args.segment_frames is not None:
+        parser.error("--segment-frames applies to --analysis adaptive only")
 
     def work(dep: Deployment) -> str:
         from postprocess.options import given_options
@@ -278,11 +378,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = json.loads(args.run_options.read_text()) if args.run_options else None
         given = given_options(args)
         config = run_config(base, **given["plan"], **given["render"], **given["run"])
+        session = dep.session()
+        if args.analysis == "adaptive":
+            return start_analysis(dep, session.client("s3"), session.client("batch"), args.job, config,
+                                  args.segment_frames or DEFAULT_SEGMENT_FRAMES)
         settings = TransformSettings.defaults(
             dep, instance_type=args.instance_type, instance_count=args.instance_count,
             max_concurrent_transforms=args.max_concurrent_transforms, max_payload_mb=args.max_payload_mb,
             invocation_timeout_s=args.invocation_timeout, invocation_retries=args.invocation_retries)
-        session = dep.session()
         return start_job(dep, session.client("s3"), session.client("sagemaker"), args.job, config, settings,
                          args.image_uri)
 

@@ -5,9 +5,12 @@
 #   Batch job role:           the same data access as the Lambda function (the same code runs).
 #   Batch execution role:     pull the postprocess image, write the Batch log group.
 #   Operator policy:          for the people running scripts/ (attach it to them): upload input/ and
-#                             audio/, write the run options, start and watch transform jobs, read output/.
+#                             audio/, write the run options, start and watch transform jobs and
+#                             analysis jobs, read output/.
+#   Analysis roles (job, execution, instance): in analysis.tf.
 # Resource "*" appears only for actions that have no narrower resource (ecr:GetAuthorizationToken,
-# xray:Put*, cloudwatch:PutMetricData, which is limited to its namespace by a condition).
+# xray:Put*, cloudwatch:PutMetricData, which is limited to its namespace by a condition,
+# batch:DescribeJobs and batch:ListJobs).
 
 locals {
   data_bucket_arn = aws_s3_bucket.data.arn
@@ -398,6 +401,35 @@ data "aws_iam_policy_document" "operator" {
     sid       = "RunTransformJobs"
     actions   = ["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:StopTransformJob", "sagemaker:AddTags"]
     resources = [local.transform_job_arn_pattern]
+  }
+
+  # Adaptive analysis (start_job.py --analysis adaptive): submit to the analysis queue with the
+  # analysis definition only, tag the job on submission (face-blur:job only), watch it.
+  statement {
+    sid     = "SubmitAnalysisJobs"
+    actions = ["batch:SubmitJob"]
+    resources = [
+      aws_batch_job_queue.analysis.arn,
+      local.analysis_job_definition_arn,
+      "${local.analysis_job_definition_arn}:*",
+    ]
+  }
+
+  statement {
+    sid       = "TagAnalysisJobsOnSubmission"
+    actions   = ["batch:TagResource"]
+    resources = ["arn:${local.partition}:batch:${var.region}:${local.account_id}:job/*"]
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "aws:TagKeys"
+      values   = ["face-blur:job"]
+    }
+  }
+
+  statement {
+    sid       = "WatchAnalysisJobs"
+    actions   = ["batch:DescribeJobs", "batch:ListJobs"]
+    resources = ["*"]
   }
 
   statement {

@@ -1,6 +1,7 @@
-# The post-processing Lambda function: started by the transform_completed rule, it reads the run
-# options (results/<job>/face-blur-options.json), post-processes short videos itself and hands
-# longer ones (more than lambda_max_frames frames) to AWS Batch.
+# The post-processing Lambda function: started by the transform_completed rule (or, for adaptive
+# analysis, the analysis_ended rule), it reads the run options (results/<job>/face-blur-options.json),
+# post-processes short videos itself and hands longer ones (more than lambda_max_frames frames) to
+# AWS Batch. The analysis queue and definition only tell it which Batch events are its own.
 
 resource "aws_lambda_function" "postprocess" {
   #checkov:skip=CKV_AWS_117:The function only calls AWS APIs (S3, Batch, SageMaker) with IAM authentication over TLS and reaches nothing inside a VPC; attaching it to one would add NAT or endpoint cost without reducing what it can reach.
@@ -27,10 +28,12 @@ resource "aws_lambda_function" "postprocess" {
 
   environment {
     variables = {
-      FACE_BLUR_BATCH_JOB_QUEUE      = aws_batch_job_queue.postprocess.arn
-      FACE_BLUR_BATCH_JOB_DEFINITION = local.batch_job_definition_arn
-      FACE_BLUR_LAMBDA_MAX_FRAMES    = tostring(var.lambda_max_frames)
-      FACE_BLUR_RENDER_ARRAY_SIZE    = tostring(var.batch_render_array_size)
+      FACE_BLUR_BATCH_JOB_QUEUE         = aws_batch_job_queue.postprocess.arn
+      FACE_BLUR_BATCH_JOB_DEFINITION    = local.batch_job_definition_arn
+      FACE_BLUR_LAMBDA_MAX_FRAMES       = tostring(var.lambda_max_frames)
+      FACE_BLUR_RENDER_ARRAY_SIZE       = tostring(var.batch_render_array_size)
+      FACE_BLUR_ANALYSIS_JOB_QUEUE      = aws_batch_job_queue.analysis.arn
+      FACE_BLUR_ANALYSIS_JOB_DEFINITION = local.analysis_job_definition_arn
     }
   }
 

@@ -45,6 +45,7 @@ locals {
   # Log group names (SageMaker's is fixed by the service).
   lambda_log_group_name    = "/aws/lambda/${local.lambda_function_name}"
   batch_log_group_name     = "/aws/batch/${var.name}-postprocess"
+  analysis_log_group_name  = "/aws/batch/${var.name}-analysis"
   sagemaker_log_group_name = "/aws/sagemaker/TransformJobs"
 
   transform_job_arn_pattern = "arn:${local.partition}:sagemaker:${var.region}:${local.account_id}:transform-job/${var.transform_job_name_prefix}*"

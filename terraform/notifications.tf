@@ -1,5 +1,6 @@
-# Where failures go: the SNS topic (failed or stopped transform jobs, the dead-letter alarm) and
-# the dead-letter queue (events the Lambda function or EventBridge could not deliver or process).
+# Where failures go: the SNS topic (failed or stopped transform jobs, failed analysis jobs, the
+# dead-letter alarm) and the dead-letter queue (events the Lambda function or EventBridge could not
+# deliver or process).
 
 resource "aws_sns_topic" "notifications" {
   name              = "${var.name}-notifications"
@@ -18,7 +19,7 @@ data "aws_iam_policy_document" "notifications" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.transform_failed.arn]
+      values   = [aws_cloudwatch_event_rule.transform_failed.arn, aws_cloudwatch_event_rule.analysis_failed.arn]
     }
   }
 
@@ -68,7 +69,10 @@ data "aws_iam_policy_document" "dead_letter" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_cloudwatch_event_rule.transform_completed.arn, aws_cloudwatch_event_rule.transform_failed.arn]
+      values = [
+        aws_cloudwatch_event_rule.transform_completed.arn, aws_cloudwatch_event_rule.transform_failed.arn,
+        aws_cloudwatch_event_rule.analysis_ended.arn, aws_cloudwatch_event_rule.analysis_failed.arn,
+      ]
     }
   }
 }

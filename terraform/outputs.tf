@@ -122,11 +122,21 @@ output "operator_policy_arn" {
 }
 
 output "notification_topic_arn" {
-  description = "SNS topic of failed or stopped transform jobs and dead-letter alarms."
+  description = "SNS topic of failed or stopped transform jobs, failed analysis jobs and dead-letter alarms."
   value       = aws_sns_topic.notifications.arn
 }
 
 output "dead_letter_queue_url" {
   description = "Dead-letter queue of post-processing events that could not be handled."
   value       = aws_sqs_queue.dead_letter.url
+}
+
+output "analysis_job_queue" {
+  description = "Batch job queue of the adaptive analysis jobs (start_job.py --analysis adaptive)."
+  value       = aws_batch_job_queue.analysis.name
+}
+
+output "analysis_job_definition" {
+  description = "Batch job definition of the adaptive analysis jobs (name: its latest revision)."
+  value       = aws_batch_job_definition.analysis.name
 }

@@ -22,6 +22,7 @@ def _modules_after(imports: str) -> set[str]:
 
 POSTPROCESS = ("postprocess", "postprocess.run", "postprocess.plan", "postprocess.plan_format",
                "postprocess.options", "postprocess.parallel", "postprocess.lambda_handler", "postprocess.batch",
+               "postprocess.analysis_events",
                "postprocess.__main__")
 
 

@@ -6,7 +6,15 @@ Completed at once).
 What stands in for AWS here: the transform job's output (``.out`` results, written by the test in
 the contract format where the container would write them) and EventBridge (the test builds the
 event from DescribeTransformJob and calls the real Lambda handler). Not covered: IAM (moto does
-not enforce it), the container itself, Batch.
+not enforce it), the container itself, running Batch jobs.
+
+Adaptive analysis (``start_job.py --analysis adaptive``): the SubmitJob request goes to moto's Batch
+for real (queue and job definition registered there under Terraform's names) and is read back with
+DescribeJobs; the segments' results are written by the test where the children would write them,
+and the parent's description, marked SUCCEEDED as Batch marks it once every child has, becomes the
+EventBridge event for the real Lambda handler. moto runs no container: a plain job ends FAILED
+(no Docker), which is what the wait's failure path is tested on; its success path gets DescribeJobs
+answers from a scripted client (an array parent in moto never leaves SUBMITTED).
 """
 
 from __future__ import annotations
@@ -55,6 +63,7 @@ def outputs(bucket: str, tf: TerraformConfig | None = None) -> dict:
         "transform_instance_count": tf.default("transform_instance_count"),
         "transform_max_concurrent_transforms": tf.default("transform_max_concurrent_transforms"),
         "transform_max_payload_mb": tf.default("transform_max_payload_mb"),
+        "analysis_job_queue": "face-blur-analysis", "analysis_job_definition": "face-blur-analysis",
     }
     return {k: {"sensitive": False, "type": "string", "value": v} for k, v in values.items()}
 
@@ -64,7 +73,7 @@ def outputs(bucket: str, tf: TerraformConfig | None = None) -> dict:
 
 def test_outputs_the_scripts_read_exist_in_terraform():
     tf = TerraformConfig()
-    missing = [name for name in deployment.OUTPUTS if name not in tf.outputs]
+    missing = [name for name in (*deployment.OUTPUTS, *deployment.ANALYSIS_OUTPUTS) if name not in tf.outputs]
     assert not missing, f"scripts read outputs that terraform/outputs.tf lacks: {missing}"
     assert tf.outputs["s3_layout"]["value"] == "${local.s3_layout}"
     layout = tf.resolve(tf.locals["s3_layout"])
@@ -340,3 +349,145 @@ def test_start_job_options_override_the_recorded_ones_and_show_the_configs_defau
     assert f"(default: {RenderConfig().mask_scale}," in text and f"(default: {PlanConfig().max_gap}," in text
     with pytest.raises(SystemExit):
         start_job.build_parser().parse_args(["--job", "j", "--mask-scale", "9"])  # range-checked like face-blur's
+
+
+# ---------------------------------------------------------------- adaptive analysis (AWS Batch)
+
+
+@pytest.fixture
+def analysis_queue(s3_env, bucket):
+    """The analysis queue and job definition in moto's Batch, named as terraform/analysis.tf names
+    them (one moto server per session: the definition gets a new revision per test)."""
+    import boto3
+
+    iam, batch = boto3.client("iam"), boto3.client("batch")
+    suffix = bucket[-24:].strip("-")
+    role = iam.create_role(RoleName=f"ra-{suffix}"[:64], AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    ce = batch.create_compute_environment(computeEnvironmentName=f"ce-analysis-{suffix}", type="UNMANAGED",
+                                          state="ENABLED", serviceRole=role)
+    queue = batch.create_job_queue(jobQueueName=f"face-blur-analysis-{suffix}", state="ENABLED", priority=1,
+                                   computeEnvironmentOrder=[{"order": 1,
+                                                             "computeEnvironment": ce["computeEnvironmentArn"]}])
+    tf = TerraformConfig()
+    command = tf.locals["analysis_container"]["command"]
+    definition = batch.register_job_definition(
+        jobDefinitionName="face-blur-analysis", type="container", parameters={"segment_frames": "3000"},
+        propagateTags=True, containerProperties={"image": "inference:0.1.0", "vcpus": 4, "memory": 8192,
+                                                 "command": command})
+    values = {**outputs(bucket, tf), "analysis_job_queue": {"value": queue["jobQueueName"]},
+              "analysis_job_definition": {"value": definition["jobDefinitionName"]}}
+    return batch, deployment.Deployment.from_outputs(values), definition["jobDefinitionArn"]
+
+
+def _upload_frames(s3, bucket: str, job: str, frames: int) -> None:
+    import io
+
+    from PIL import Image
+
+    for i in range(frames):
+        buf = io.BytesIO()
+        Image.fromarray(_paint(i)).save(buf, "PNG")
+        s3.put_object(Bucket=bucket, Key=f"input/{job}/frames/img{i + 1:07d}.png", Body=buf.getvalue())
+
+
+@pytest.mark.parametrize(("frames", "segment_frames", "count"), [(1, 3000, 1), (3000, 3000, 1), (3001, 3000, 2),
+                                                                  (30_000_000, 3000, 10_000), (10, 1, 10)])
+def test_segment_count(frames, segment_frames, count):
+    assert start_job.segment_count(frames, segment_frames) == count
+
+
+def test_more_segments_than_an_array_job_holds_are_refused_naming_what_fits():
+    with pytest.raises(ValueError, match="at most 10000 children: use --segment-frames 3001 or more"):
+        start_job.segment_count(30_000_001, 3000)
+
+
+def test_adaptive_analysis_is_submitted_to_the_analysis_queue_and_ends_in_the_lambda(s3, bucket, analysis_queue):
+    from postprocess.lambda_handler import handle_event
+    from postprocess.run import JobOptions
+
+    batch, dep, definition_arn = analysis_queue
+    job = "clip-2"
+    _upload_frames(s3, bucket, job, N)
+    config = start_job.run_config(mask_scale=1.0)
+    job_id = start_job.start_analysis(dep, s3, batch, job, config, segment_frames=4,
+                                      now=datetime(2031, 1, 2, 3, 4, 5))
+    [parent] = batch.describe_jobs(jobs=[job_id])["jobs"]
+    assert parent["jobName"] == f"{dep.job_name_prefix}{job}-310102030405"
+    assert parent["jobQueue"].endswith(f":job-queue/{dep.analysis_job_queue}")
+    assert parent["jobDefinition"] == definition_arn
+    options_uri = f"s3://{bucket}/results/{job}/face-blur-options.json"
+    assert parent["parameters"] == {"options": options_uri, "segment_frames": "4"}
+    assert parent["arrayProperties"]["size"] == 3  # ceil(10 / 4)
+    assert parent["tags"] == {"face-blur:job": job}
+    options = JobOptions.from_json(s3.get_object(Bucket=bucket, Key=f"results/{job}/face-blur-options.json")
+                                   ["Body"].read())
+    assert (options.frames, options.results, options.output, options.frame_count) == (
+        f"s3://{bucket}/input/{job}/frames/", f"s3://{bucket}/results/{job}/frames/", f"s3://{bucket}/output/{job}/",
+        N)
+    # The request the script built, as the API model checks it (propagateTags is not echoed by moto).
+    request = start_job.analysis_request(dep, job, parent["jobName"], options_uri, N, 4)
+    assert request["propagateTags"] is True and "retryStrategy" not in request
+    assert "containerOverrides" not in request  # the definition's command, with its Ref:: parameters
+
+    # the children's results (stand-in), then the parent's end as EventBridge delivers it
+    alice, bob = people(2, seed=7)
+    rng = np.random.default_rng(3)
+    for i in range(N):
+        s3.put_object(Bucket=bucket, Key=f"results/{job}/frames/img{i + 1:07d}.png.out",
+                      Body=_frame_result(i + 1, alice, bob, rng))
+    detail = json.loads(json.dumps({**parent, "status": "SUCCEEDED"}, default=str))
+    event = {"version": "0", "source": "aws.batch", "detail-type": "Batch Job State Change", "region": "us-east-1",
+             "resources": [parent["jobArn"]], "detail": detail}
+    env = {"FACE_BLUR_LAMBDA_MAX_FRAMES": "1000", "FACE_BLUR_ANALYSIS_JOB_DEFINITION": dep.analysis_job_definition,
+           "FACE_BLUR_ANALYSIS_JOB_QUEUE": dep.analysis_job_queue}
+    handled = handle_event(event, env=env)
+    assert handled["action"] == "ran" and handled["job"] == parent["jobName"], handled
+    assert handled["summary"]["frames"] == N
+
+    # wait: Batch's answers scripted (moto leaves an array parent SUBMITTED), the marker real
+    class Finishing:
+        def __init__(self) -> None:
+            self.statuses = ["RUNNABLE", "RUNNING", "SUCCEEDED"]
+
+        def describe_jobs(self, jobs):
+            status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+            return {"jobs": [{**parent, "jobId": jobs[0], "status": status, "stoppedAt": parent["createdAt"]}]}
+
+    report = wait_job.wait_job(dep, s3, None, job, timeout=30, poll=0.01, batch=Finishing(), analysis_job=job_id)
+    assert report["analysis_job_id"] == job_id and report["analysis_job"] == parent["jobName"]
+    assert report["frames"] == N and report["frames_blurred"] == N
+
+
+def test_one_segment_is_a_plain_job_and_its_failure_ends_the_wait(s3, bucket, analysis_queue):
+    batch, dep, _ = analysis_queue
+    _upload_frames(s3, bucket, "clip-3", 2)
+    job_id = start_job.start_analysis(dep, s3, batch, "clip-3", start_job.run_config())
+    [described] = batch.describe_jobs(jobs=[job_id])["jobs"]
+    assert "arrayProperties" not in described
+    assert described["parameters"]["segment_frames"] == "3000"
+    # moto has no Docker to run the container: the job ends FAILED, and the wait says so
+    with pytest.raises(wait_job.JobFailedError, match=f"analysis job .*{job_id}.* failed"):
+        wait_job.wait_job(dep, s3, None, "clip-3", timeout=60, poll=0.2, batch=batch, analysis_job=job_id)
+
+
+def test_adaptive_analysis_needs_the_analysis_outputs_and_writes_nothing_without_them(s3, bucket):
+    older = outputs(bucket)
+    del older["analysis_job_queue"], older["analysis_job_definition"]
+    dep = deployment.Deployment.from_outputs(older)  # the transform path still runs on it
+    _upload_frames(s3, bucket, "clip-4", 1)
+    with pytest.raises(deployment.DeploymentError, match="analysis_job_queue, analysis_job_definition"):
+        start_job.start_analysis(dep, s3, None, "clip-4", start_job.run_config())
+    assert deployment.list_keys(s3, bucket, "results/") == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--analysis", "adaptive", "--instance-type", "ml.c5.xlarge"], "--instance-type apply to the transform job"),
+    (["--analysis", "adaptive", "--image-uri", "x/inference:2"], "--image-uri apply to the transform job"),
+    (["--segment-frames", "100"], "--segment-frames applies to --analysis adaptive only"),
+    (["--analysis", "adaptive", "--segment-frames", "0"], "out of range"),
+    (["--analysis", "sometimes"], "invalid choice"),
+])
+def test_start_job_usage_errors_exit_2(argv, message):
+    done = subprocess.run([sys.executable, str(SCRIPTS / "start_job.py"), "--job", "j", "--outputs", "absent.json",
+                           *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr

@@ -26,7 +26,8 @@ BUCKET_ARN = "${aws_s3_bucket.data.arn}"
 KEY_ARN = "${aws_kms_key.main.arn}"
 # Actions that have no resource-level permissions: the only ones allowed on Resource "*".
 NO_RESOURCE_LEVEL = {"ecr:GetAuthorizationToken", "xray:PutTraceSegments", "xray:PutTelemetryRecords",
-                     "cloudwatch:PutMetricData", "sagemaker:ListTransformJobs"}
+                     "cloudwatch:PutMetricData", "sagemaker:ListTransformJobs", "batch:DescribeJobs",
+                     "batch:ListJobs"}
 S3_READ = {"s3:GetObject"}
 S3_WRITE = {"s3:PutObject", "s3:AbortMultipartUpload", "s3:DeleteObject"}
 # What each identity policy may do in the data bucket: (read prefixes, write prefixes, list prefixes).
@@ -37,6 +38,9 @@ ROLE_SCOPES = {
     "operator": ({"output/", "audio/"}, {"input/", "audio/", "results/*/face-blur-options.json"},
                  {"input/", "output/", "audio/"}),
     "batch_execution": (set(), set(), set()),
+    # adaptive analysis (analysis.tf): frames, reference photos and the run options in; results out
+    "analysis_job": ({"input/", "results/"}, {"results/"}, {"input/", "results/"}),
+    "analysis_execution": (set(), set(), set()),
 }
 
 
@@ -266,14 +270,16 @@ def test_each_policy_touches_only_its_prefixes(tf, doc):
 def test_each_role_has_its_own_scoped_policy(tf):
     roles = _statements_by_role(tf)
     assert roles == {"sagemaker": "sagemaker", "lambda": "lambda", "batch_job": "postprocess_data",
-                     "batch_execution": "batch_execution"}
-    assert set(tf.resources["aws_iam_role"]) == set(roles) | {"batch_instance"}
+                     "batch_execution": "batch_execution", "analysis_job": "analysis_job",
+                     "analysis_execution": "analysis_execution"}
+    assert set(tf.resources["aws_iam_role"]) == set(roles) | {"batch_instance", "analysis_instance"}
     # Images: each role pulls only its own repository.
     pulls = {doc: {r for st in tf.policy_statements(doc) if "ecr:BatchGetImage" in st.get("actions", [])
                    for r in st["resources"]} for doc in roles.values()}
     assert pulls["sagemaker"] == {"${aws_ecr_repository.inference.arn}"}
     assert pulls["batch_execution"] == {"${aws_ecr_repository.postprocess.arn}"}
-    assert pulls["lambda"] == pulls["postprocess_data"] == set()
+    assert pulls["analysis_execution"] == {"${aws_ecr_repository.inference.arn}"}
+    assert pulls["lambda"] == pulls["postprocess_data"] == pulls["analysis_job"] == set()
     # The KMS key is used only through S3 (or Lambda/SQS for the function's own environment and queue).
     for doc in roles.values():
         for st in tf.policy_statements(doc):
@@ -333,7 +339,7 @@ def test_images_come_from_the_repositories_created_here(tf):
     assert function["reserved_concurrent_executions"] == "${var.lambda_reserved_concurrency}"
     assert set(function["environment"][0]["variables"]) == {
         "FACE_BLUR_BATCH_JOB_QUEUE", "FACE_BLUR_BATCH_JOB_DEFINITION", "FACE_BLUR_LAMBDA_MAX_FRAMES",
-        "FACE_BLUR_RENDER_ARRAY_SIZE"}
+        "FACE_BLUR_RENDER_ARRAY_SIZE", "FACE_BLUR_ANALYSIS_JOB_QUEUE", "FACE_BLUR_ANALYSIS_JOB_DEFINITION"}
     container = tf.locals["batch_container_common"]
     assert container["image"] == "${local.postprocess_image_uri}"
     assert container["command"][:3] == ["python", "-m", "postprocess.batch"]
@@ -350,6 +356,70 @@ def test_images_come_from_the_repositories_created_here(tf):
         assert name in text, f"the SageMaker model does not set {name}"
     # the toolkit hands SAGEMAKER_MODEL_SERVER_TIMEOUT to multi-model-server, which reads minutes
     assert '"SAGEMAKER_MODEL_SERVER_TIMEOUT"' not in text
+
+
+def test_adaptive_analysis_runs_the_inference_image_and_ends_in_the_lambda(tf):
+    """analysis.tf: the child program in the inference image with its own least-privilege roles; the
+    end of the parent job (not each child) reaches the post-processing Lambda function."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from deployment import ANALYSIS_OUTPUTS
+
+    container = tf.locals["analysis_container"]
+    assert container["image"] == "${local.inference_image_uri}"
+    assert container["command"] == ["python", "-m", "faceblur.segments", "--options", "Ref::options",
+                                    "--segment-frames", "Ref::segment_frames"]
+    assert container["jobRoleArn"] == "${aws_iam_role.analysis_job.arn}"
+    assert container["executionRoleArn"] == "${aws_iam_role.analysis_execution.arn}"
+    assert container["readonlyRootFilesystem"] is True and container["privileged"] is False
+    assert container["mountPoints"] == [{"sourceVolume": "scratch", "containerPath": "/tmp", "readOnly": False}]
+    env = tf.resolve(tf.locals["analysis_environment"])
+    assert "FACE_BLUR_MODEL_DIR" in json.dumps(env) and "/opt/ml/model" in json.dumps(env)
+    for name in ("FACE_BLUR_DEVICE", "FACE_BLUR_GPU_FALLBACK", "FACE_BLUR_DETECTOR", "FACE_BLUR_EMBEDDER", "TMPDIR"):
+        assert name in json.dumps(env), f"the analysis job does not set {name}"
+    definition = tf.resources["aws_batch_job_definition"]["analysis"]
+    assert definition["platform_capabilities"] == ["EC2"] and definition["propagate_tags"] is True
+    assert definition["parameters"] == {"segment_frames": "3000"}
+    retry = definition["retry_strategy"][0]
+    assert retry["attempts"] == "${var.analysis_job_attempts}" and tf.default("analysis_job_attempts") == 2
+    assert [e["action"] for e in retry["evaluate_on_exit"]] == ["RETRY", "EXIT"]
+    assert retry["evaluate_on_exit"][0]["on_status_reason"] == "Host EC2*"
+    assert definition["timeout"][0]["attempt_duration_seconds"] == "${var.analysis_job_timeout_seconds}"
+    assert (tf.default("analysis_job_vcpus"), tf.default("analysis_job_memory_mb")) == (4, 8192)
+    assert tf.default("analysis_instance_types") == ["c6i"] and tf.default("analysis_job_gpus") == 0
+    environment = tf.resources["aws_batch_compute_environment"]["analysis"]["compute_resources"][0]
+    assert environment["security_group_ids"] == ["${aws_security_group.batch.id}"]
+    assert environment["instance_role"] == "${aws_iam_instance_profile.analysis_instance.arn}"
+    template = tf.resources["aws_launch_template"]["analysis"]
+    assert template["metadata_options"][0]["http_tokens"] == "required"
+    assert template["block_device_mappings"][0]["ebs"][0]["encrypted"] is True
+
+    for name, statuses in (("analysis_ended_pattern", ["SUCCEEDED", "FAILED"]),
+                           ("analysis_failed_pattern", ["FAILED"])):
+        pattern = tf.locals[name]
+        assert pattern["source"] == ["aws.batch"] and pattern["detail-type"] == ["Batch Job State Change"]
+        assert pattern["detail"]["status"] == statuses
+        assert pattern["detail"]["jobQueue"] == ["${aws_batch_job_queue.analysis.arn}"]
+        assert pattern["detail"]["arrayProperties"] == {"index": [{"exists": False}]}
+    targets = tf.resources["aws_cloudwatch_event_target"]
+    assert targets["analysis_postprocess"]["rule"] == "${aws_cloudwatch_event_rule.analysis_ended.name}"
+    assert targets["analysis_postprocess"]["arn"] == "${aws_lambda_function.postprocess.arn}"
+    assert targets["notify_analysis_failed"]["arn"] == "${aws_sns_topic.notifications.arn}"
+    permission = tf.resources["aws_lambda_permission"]["analysis_events"]
+    assert permission["source_arn"] == "${aws_cloudwatch_event_rule.analysis_ended.arn}"
+    variables = tf.resources["aws_lambda_function"]["postprocess"]["environment"][0]["variables"]
+    assert variables["FACE_BLUR_ANALYSIS_JOB_DEFINITION"] == "${local.analysis_job_definition_arn}"
+    assert variables["FACE_BLUR_ANALYSIS_JOB_QUEUE"] == "${aws_batch_job_queue.analysis.arn}"
+    # The Lambda role gains nothing for it (it reads the options file under results/ as before);
+    # the operator may submit to this queue with this definition only.
+    lambda_batch = [st for st in tf.policy_statements("lambda") if any(a.startswith("batch:") for a in st["actions"])]
+    assert [r for st in lambda_batch for r in st["resources"] if "analysis" in r] == []
+    submit = [st for st in tf.policy_statements("operator") if "batch:SubmitJob" in st["actions"]]
+    assert len(submit) == 1 and set(submit[0]["resources"]) == {
+        "${aws_batch_job_queue.analysis.arn}", "${aws_batch_job_definition.analysis.arn_prefix}",
+        "${aws_batch_job_definition.analysis.arn_prefix}:*"}
+    assert set(ANALYSIS_OUTPUTS) == {"analysis_job_queue", "analysis_job_definition"} <= set(tf.outputs)
 
 
 # ---------------------------------------------------------------- evaluation with the real provider
@@ -397,7 +467,10 @@ def _plan(initialised, endpoint: str, *args: str) -> subprocess.CompletedProcess
 @pytest.mark.parametrize("compute", ["fargate", pytest.param("ec2-spot", marks=pytest.mark.slow)])
 def test_plan_evaluates_against_a_fake_account(initialised, moto_endpoint, compute):
     binary, work, env = initialised
-    done = _plan(initialised, moto_endpoint, f"-var=batch_compute_type={compute}", f"-out=plan-{compute}")
+    # ec2-spot: the analysis on Spot and GPU too (the other branch of each of its conditionals)
+    extra = ["-var=analysis_compute_type=ec2-spot", "-var=analysis_job_gpus=1",
+             '-var=analysis_instance_types=["g4dn"]'] if compute == "ec2-spot" else []
+    done = _plan(initialised, moto_endpoint, f"-var=batch_compute_type={compute}", *extra, f"-out=plan-{compute}")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     shown = subprocess.run([binary, "show", "-json", f"plan-{compute}"], cwd=work, env=env, capture_output=True,
                            text=True, timeout=120)
@@ -405,10 +478,20 @@ def test_plan_evaluates_against_a_fake_account(initialised, moto_endpoint, compu
     resources = {r["address"]: r.get("values", {}) for r in plan["planned_values"]["root_module"]["resources"]}
     pattern = json.loads(resources["aws_cloudwatch_event_rule.transform_completed"]["event_pattern"])
     assert pattern["detail"]["TransformJobName"] == [{"prefix": "face-blur-"}]
-    environments = [a for a in resources if a.startswith("aws_batch_compute_environment.")]
+    environments = [a for a in resources if a.startswith("aws_batch_compute_environment.postprocess")]
     assert len(environments) == (2 if compute == "ec2-spot" else 1)
+    analysis_environments = [a for a in resources if a.startswith("aws_batch_compute_environment.analysis")]
+    assert len(analysis_environments) == (2 if compute == "ec2-spot" else 1)
     assert ("aws_launch_template.batch[0]" in resources) == (compute == "ec2-spot")
     assert plan["planned_values"]["outputs"]["s3_layout"]["value"]["results"] == "results/{job}/"
+    # (the container properties and the event pattern hold ARNs known only after apply: not in the plan)
+    analysis = resources["aws_batch_job_definition.analysis"]
+    assert analysis["parameters"] == {"segment_frames": "3000"} and analysis["platform_capabilities"] == ["EC2"]
+    image_type = "ECS_AL2_NVIDIA" if compute == "ec2-spot" else "ECS_AL2"
+    for address in analysis_environments:
+        resources_ = resources[address]["compute_resources"][0]
+        assert resources_["ec2_configuration"][0]["image_type"] == image_type
+        assert resources_["instance_type"] == (["g4dn"] if compute == "ec2-spot" else ["c6i"])
 
 
 def test_plan_rejects_a_bad_variable_naming_it(initialised, moto_endpoint):
