@@ -38,7 +38,8 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--held-interval", type=number(int, 1, 250), default=s["held_interval"],
                    help="adaptive: longest interval while a low candidate (under the plan's --face-score) is in "
                         f"question: detected on fewer than {s['settled_after']} analysed frames, or missing from "
-                        "the last one (a dim face, or texture)")
+                        "the last one (a dim face, or texture), unless it stays within "
+                        f"{s['still_within']:g} of its size (still)")
     g.add_argument("--net-side", type=number(int, 64, 4096), default=a["net_side"],
                    help="adaptive: longer side, pixels, of the copy the cheap detection pass sees on every frame "
                         "(larger finds smaller faces, costs more)")

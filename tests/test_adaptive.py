@@ -177,8 +177,8 @@ def test_a_low_candidate_whose_evidence_is_in_question_is_held():
     alone = _scored(0.9, face)
     settle = lambda f, why: pytest.fail("nothing between")  # noqa: E731
 
-    def chain(*looks: FrameFaces) -> Scheduler:
-        s = Scheduler()
+    def chain(*looks: FrameFaces) -> Scheduler:  # the rule for a still candidate off (next test)
+        s = Scheduler(ScheduleConfig(still_within=0))
         s.begin(Look(0, looks[0]))
         for f in range(1, len(looks)):
             s.resolve(Look(f - 1, looks[f - 1]), Look(f, looks[f]), {}, settle)
@@ -193,9 +193,37 @@ def test_a_low_candidate_whose_evidence_is_in_question_is_held():
     conf = FrameFaces.concat([alone, _scored(0.6, low)])  # a confident face missing is searched, not held
     assert not chain(conf, conf, alone).holding()
     assert not chain(both, both, both, *[alone] * 5).holding()  # let go after max_gap (3) analysed frames
-    for bad in ({"held_interval": 0}, {"settled_after": 0}):
+    for bad in ({"held_interval": 0}, {"settled_after": 0}, {"still_within": -0.1}, {"still_within": 1.5}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             ScheduleConfig(**bad)
+
+
+def test_a_low_candidate_that_stays_still_is_not_held_once_seen_twice():
+    """Texture in a still scene flickers at low scores for a whole clip; where a low candidate's two
+    detections lie within ``still_within`` (0.15) of its size of each other, linking it does not
+    depend on its motion, so its evidence can wait for the interval. One seen once, or one that
+    moves (a dim face walking), is held as before."""
+    face = (10, 10, 50, 50)
+    alone = _scored(0.9, face)
+    settle = lambda f, why: None  # noqa: E731
+
+    def low_at(x: float) -> FrameFaces:
+        return FrameFaces.concat([alone, _scored(0.08, (x, 100, x + 24, 124))])
+
+    def chain(*looks: FrameFaces) -> Scheduler:
+        s = Scheduler()
+        s.begin(Look(0, looks[0]))
+        for f in range(1, len(looks)):
+            s.resolve(Look(f - 1, looks[f - 1]), Look(f, looks[f]), {}, settle)
+        return s
+
+    assert chain(low_at(200)).holding()  # seen once
+    assert not chain(low_at(200), low_at(201)).holding()  # twice, 1 px apart
+    assert not chain(low_at(200), low_at(202), alone).holding()  # and missing from the last one
+    moving = chain(low_at(200), low_at(206))  # 6 px of 24: moving
+    assert len(moving.linker.live) == 2, "the moving candidate must link into one sequence"
+    assert moving.holding()
+    assert chain(low_at(200), low_at(206), low_at(212), alone).holding()  # moving, then missing
 
 
 def test_an_identity_change_between_analysed_frames_is_a_disagreement():
