@@ -253,7 +253,8 @@ class AdaptiveAnalyser:
         window: list[_Pending] = []  # frames after the last analysed one, in order
         results: dict[int, FrameResult] = {}
         last: Look | None = None
-        pushed: deque[int] = deque()  # frames given to the cut detector and not decided yet
+        pushed: deque[int | None] = deque()  # frames given to the cut detector and not decided yet
+        # (None: a frame just before or after ours, there for the detector's context only)
         held: deque[tuple[_Pending, bool]] = deque()  # (frame, may start a shot), not yet scheduled
         blocker = -1  # the last scheduled frame that may start a shot
 
@@ -309,19 +310,13 @@ class AdaptiveAnalyser:
             elif gap >= self.config.schedule.held_interval and self.scheduler.holding():
                 settle("held")  # early: a low candidate's evidence is in question
 
-        owed = 0  # decisions still to come for the frames ``before``: not ours
-        for signature in before:
-            owed += 1 - len(self.cutter.push(signature))
-
-        def decided(cuts: list[bool], ours_only: bool = False) -> None:
-            """Apply the cut detector's decisions (oldest frame first): those still owed to the
-            frames ``before`` are dropped, and with ``ours_only`` those past our frames (``after``)."""
-            nonlocal blocker, owed
-            drop = min(owed, len(cuts))
-            owed -= drop
-            cuts = cuts[drop:]
-            for cut in cuts[:len(pushed)] if ours_only else cuts:
+        def decided(cuts: list[bool]) -> None:
+            """The cut detector's decisions, one per frame pushed, oldest first."""
+            nonlocal blocker
+            for cut in cuts:
                 frame = pushed.popleft()
+                if frame is None:  # a frame around ours: its decision is not ours
+                    continue
                 self._undecided.discard(frame)
                 if cut:
                     self._cuts.add(frame)
@@ -331,6 +326,9 @@ class AdaptiveAnalyser:
                 if may_cut:
                     blocker = item.index
 
+        for signature in before:
+            pushed.append(None)
+            decided(self.cutter.push(signature))
         ran: _Pending | None = None  # the last frame the net ran on
         for item in _in_order(prepare, marked(frames), workers):
             if item.net is None and ran is not None:
@@ -345,9 +343,10 @@ class AdaptiveAnalyser:
                 self._undecided.add(item.index)
             held.append((item, may_cut))
             decided(cuts)
-        for signature in after:  # the decisions of the frames ``after`` themselves are not ours
-            decided(self.cutter.push(signature), ours_only=True)
-        decided(self.cutter.flush(), ours_only=True)
+        for signature in after:
+            pushed.append(None)
+            decided(self.cutter.push(signature))
+        decided(self.cutter.flush())
         if window:
             settle("end")
         return self.tally

@@ -188,8 +188,8 @@ class Scheduler:
         self._tick = 0  # analysed frames linked so far: the plan's gap clock
         self._at: Look | None = None  # the last frame linked
         self._ids = np.zeros(0, np.int64)  # its faces' sequences
-        self._seen: dict[int, int] = {}  # detections so far of each live sequence
-        self._first: dict[int, np.ndarray] = {}  # the first detected box of each live sequence
+        # of each live sequence: (detections so far, its first detected box)
+        self._seen: dict[int, tuple[int, np.ndarray]] = {}
         self._queue: list[Look] = []
 
     def begin(self, look: Look) -> None:
@@ -208,14 +208,11 @@ class Scheduler:
 
     def _advance(self, look: Look, linked: tuple[FaceLinker, np.ndarray] | None = None) -> None:
         self.linker, self._ids = linked or self._link(look)
-        for k, i in enumerate(self._ids.tolist()):
-            self._seen[i] = self._seen.get(i, 0) + 1
-            if i not in self._first:
-                self._first[i] = np.asarray(look.faces.xyxy[k], np.float64)
+        for i, box in zip(self._ids.tolist(), look.faces.xyxy, strict=True):
+            count, first = self._seen.get(i, (0, box))
+            self._seen[i] = (count + 1, first)
         if len(self._seen) > 4 * len(self.linker.live) + 64:  # forget sequences that ended
-            live = self.linker.live.tolist()
-            self._seen = {i: self._seen.get(i, 0) for i in live}
-            self._first = {i: self._first[i] for i in live if i in self._first}
+            self._seen = {i: self._seen[i] for i in self.linker.live.tolist() if i in self._seen}
         self._tick += 1
         self._at = look
 
@@ -280,10 +277,10 @@ class Scheduler:
             return False
         box, last = self.linker.boxes
         live = self.linker.live.tolist()
-        counts = np.array([self._seen.get(i, 0) for i in live])
+        counts = np.array([self._seen.get(i, (0,))[0] for i in live])
         open_ = (counts < self.config.settled_after) | (last < self._at.frame)
         if self.config.still_within:  # a still one links over any interval: its motion is not in question
-            first = np.array([self._first.get(i, b) for i, b in zip(live, box, strict=True)]).reshape(-1, 4)
+            first = np.array([self._seen.get(i, (0, b))[1] for i, b in zip(live, box, strict=True)]).reshape(-1, 4)
             size = np.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1])
             open_ &= ~((counts >= 2) & (np.abs(box - first).max(axis=1) <= self.config.still_within * size))
         return bool((open_ & ~self.linker.strong).any())

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("faceblur.segments")  # not __main__ under -m
 
 DEFAULT_SEGMENT_FRAMES = 3000
+MAX_SEGMENT_FRAMES = 1_000_000
 PROGRESS_EVERY = 250  # frames between progress lines (the Batch log has no progress bar)
 IO_THREADS = 8  # concurrent S3 reads, and writes
 
@@ -243,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument("--options", required=True,
                         help="URI of the job's face-blur-options.json (face-blur/options/v1)")
-    parser.add_argument("--segment-frames", type=number_argument(int, 1, 1_000_000), default=DEFAULT_SEGMENT_FRAMES,
+    parser.add_argument("--segment-frames", type=number_argument(int, 1, MAX_SEGMENT_FRAMES),
+                        default=DEFAULT_SEGMENT_FRAMES,
                         help="frames per segment (segment I: the I-th run of this many frames, in frame order)")
     parser.add_argument("--index", type=number_argument(int, 0, 9_999), default=None,
                         help="the segment (default: $AWS_BATCH_JOB_ARRAY_INDEX, else 0)")

@@ -119,6 +119,7 @@ def _cached_dynamic_model(path: Path) -> tuple[bytes | None, Path | None]:
     if cached.is_file():
         return None, cached
     data = _dynamic_model_bytes(path)
+    tmp = None
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".tmp-")
@@ -127,6 +128,8 @@ def _cached_dynamic_model(path: Path) -> tuple[bytes | None, Path | None]:
         os.replace(tmp, marker if data is None else cached)  # whole or not at all
     except OSError as exc:
         log.info("CenterFace's dynamic model not cached (%s): it is converted at every load", exc)
+        if tmp is not None:  # a full disk: no half-written file left behind
+            Path(tmp).unlink(missing_ok=True)
     return data, None
 
 

@@ -7,7 +7,6 @@ in the items' order (adaptive analysis, whose scheduler takes frames in frame or
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
@@ -22,11 +21,12 @@ def default_threads() -> int:
     return min(32, 4 * (os.cpu_count() or 1))
 
 def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
-                window: int | None = None) -> Iterator[tuple[T, R]]:
-    """``(item, fn(item))`` in completion order, at most ``window`` (default 4 x workers) pending.
+                window: int | None = None, ordered: bool = False) -> Iterator[tuple[T, R]]:
+    """``(item, fn(item))`` in completion order (``ordered``: in the order of ``items``), at most
+    ``window`` (default 4 x workers) pending: the next items run while the consumer works.
 
-    The first exception cancels what has not started and is re-raised; with ``workers == 1`` it
-    runs inline (easier to debug, same results).
+    The first exception (in the order yielded) cancels what has not started and is re-raised; with
+    ``workers == 1`` it runs inline (easier to debug, same results).
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -35,19 +35,22 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
             yield item, fn(item)
         return
     limit = window or workers * 4
-    iterator = iter(items)
-    pending: dict[Future[R], T] = {}
+    pending: dict[Future[R], T] = {}  # in submission order
+
+    def ready() -> Iterable[Future[R]]:
+        if ordered:
+            return (next(iter(pending)),)  # the oldest, when it is done
+        return wait(pending, return_when=FIRST_COMPLETED)[0]
+
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="face-blur-io") as pool:
         try:
-            for item in iterator:
+            for item in items:
                 pending[pool.submit(fn, item)] = item
                 if len(pending) >= limit:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for fut in done:
+                    for fut in ready():
                         yield pending.pop(fut), fut.result()
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
+                for fut in ready():
                     yield pending.pop(fut), fut.result()
         finally:
             for fut in pending:
@@ -56,27 +59,6 @@ def bounded_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
 
 def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
                 window: int | None = None) -> Iterator[tuple[T, R]]:
-    """``(item, fn(item))`` in the order of ``items``, at most ``window`` (default 4 x workers) pending:
-    the next items run while the consumer works on the first. The first exception (in item order)
-    cancels what has not started and is re-raised; with ``workers == 1`` it runs inline."""
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
-    if workers == 1:
-        for item in items:
-            yield item, fn(item)
-        return
-    limit = window or workers * 4
-    pending: deque[tuple[T, Future[R]]] = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="face-blur-io") as pool:
-        try:
-            for item in items:
-                pending.append((item, pool.submit(fn, item)))
-                if len(pending) >= limit:
-                    first, fut = pending.popleft()
-                    yield first, fut.result()
-            while pending:
-                first, fut = pending.popleft()
-                yield first, fut.result()
-        finally:
-            for _, fut in pending:
-                fut.cancel()
+    """:func:`bounded_map` in the order of ``items`` (adaptive analysis' scheduler takes frames in
+    frame order)."""
+    return bounded_map(fn, items, workers, window, ordered=True)

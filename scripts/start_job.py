@@ -57,6 +57,8 @@ from deployment import (
     run_script,
 )
 
+from faceblur.segments import DEFAULT_SEGMENT_FRAMES, MAX_SEGMENT_FRAMES
+
 log = logging.getLogger("start_job")
 
 TRANSFORM_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -65,7 +67,6 @@ ACCEPT = "application/json"
 MODES_WITH_REFERENCES = ("unknown", "known")
 MODEL_NAME = re.compile(r"[^a-zA-Z0-9-]+")
 ANALYSES = ("every", "adaptive")
-DEFAULT_SEGMENT_FRAMES = 3000
 MAX_ARRAY_SIZE = 10_000  # AWS Batch: array jobs have 2 to 10,000 children
 BATCH_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 TRANSFORM_ONLY = ("instance_type", "instance_count", "max_concurrent_transforms", "max_payload_mb", "image_uri")
@@ -101,10 +102,14 @@ class TransformSettings:
         return cls(**values)
 
 
+def run_name(dep: Deployment, job: str, now: datetime | None = None) -> str:
+    """``<prefix><job>-<yymmddHHMMSS>`` (UTC): the name of one start of ``job``'s analysis."""
+    return f"{dep.job_name_prefix}{job}-{(now or datetime.now(timezone.utc)).strftime('%y%m%d%H%M%S')}"
+
+
 def transform_job_name(dep: Deployment, job: str, now: datetime | None = None) -> str:
-    """``<prefix><job>-<yymmddHHMMSS>`` (UTC); SageMaker names are unique per account and region."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%y%m%d%H%M%S")
-    name = f"{dep.job_name_prefix}{job}-{stamp}"
+    """:func:`run_name`, checked for SageMaker (names are unique per account and region)."""
+    name = run_name(dep, job, now)
     if len(name) > 63 or not TRANSFORM_NAME.match(name):
         raise ValueError(f"transform job name {name!r} is not valid for SageMaker (at most 63 letters, digits and "
                          f"'-'): shorten the job id to at most {63 - len(dep.job_name_prefix) - 13} characters")
@@ -270,9 +275,8 @@ def start_job(dep: Deployment, s3, sm, job: str, config, settings: TransformSett
 
 
 def analysis_job_name(dep: Deployment, job: str, now: datetime | None = None) -> str:
-    """``<prefix><job>-<yymmddHHMMSS>`` (UTC), as a transform job's; valid for AWS Batch (128 at most)."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%y%m%d%H%M%S")
-    name = f"{dep.job_name_prefix}{job}-{stamp}"
+    """:func:`run_name`, checked for AWS Batch (128 characters at most)."""
+    name = run_name(dep, job, now)
     if not BATCH_NAME.match(name):
         raise ValueError(f"analysis job name {name!r} is not valid for AWS Batch (at most 128 letters, digits, "
                          "'-' and '_', starting with a letter or digit)")
@@ -316,11 +320,12 @@ def start_analysis(dep: Deployment, s3, batch, job: str, config, segment_frames:
                    now: datetime | None = None) -> str:
     """``--analysis adaptive``: steps 1 and 2, then the Batch job (module docstring); returns its id."""
     frames, references = check_inputs(dep, s3, job, config)
-    name = analysis_job_name(dep, job, now)
-    segment_count(frames, segment_frames)  # refused before anything is written
-    dep.analysis()
-    options_uri = write_options(dep, s3, job, config, frames, references > 0)
-    request = analysis_request(dep, job, name, options_uri, frames, segment_frames)
+    # built first, so that a deployment without the analysis queue or too many segments is refused
+    # before anything is written; the options are written where it names them
+    request = analysis_request(dep, job, analysis_job_name(dep, job, now), dep.uri("options", job), frames,
+                               segment_frames)
+    write_options(dep, s3, job, config, frames, references > 0)
+    name = request["jobName"]
     response = batch.submit_job(**request)
     segments = request.get("arrayProperties", {}).get("size", 1)
     log.info("submitted analysis job %s (%s): %d frames in %d segment%s of up to %d, %d reference photos",
@@ -347,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--analysis", choices=ANALYSES, default="every",
                    help="every: every frame, by a SageMaker Batch Transform job; adaptive: the adaptive analysis "
                         "as an AWS Batch job over segments of the video, in the inference image")
-    a.add_argument("--segment-frames", type=number_argument(int, 1, name="frames"), default=None,
+    a.add_argument("--segment-frames", type=number_argument(int, 1, MAX_SEGMENT_FRAMES, name="frames"), default=None,
                    help=f"adaptive: frames per segment, one array child each (default: {DEFAULT_SEGMENT_FRAMES})")
     t = parser.add_argument_group("transform job (--analysis every; defaults: the Terraform outputs)")
     t.add_argument("--instance-type", default=None, help="e.g. ml.g4dn.xlarge (GPU) or ml.c5.2xlarge (CPU)")

