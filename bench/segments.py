@@ -33,8 +33,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import devset
+from bench import devset, sysinfo
 from bench.endtoend import face_blur_command, timed_run
+from bench.serving_memory import stop  # by its PID (its process group)
 from bench.videometrics import VideoScore, measure
 
 log = logging.getLogger("bench.segments")
@@ -71,16 +72,6 @@ def start_moto() -> tuple[subprocess.Popen, str]:
         time.sleep(0.2)
     stop(proc)
     raise RuntimeError("moto server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """By its PID (its process group)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def child_env(endpoint: str, model_dir: Path) -> dict[str, str]:
@@ -224,8 +215,7 @@ def header_line() -> str:
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
 
     dirty = " + uncommitted changes" if git("status", "--porcelain") else ""
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    return (f"Segmented adaptive analysis, {datetime.datetime.now():%Y-%m-%d %H:%M}, load {load} on "
+    return (f"Segmented adaptive analysis, {datetime.datetime.now():%Y-%m-%d %H:%M}, load {sysinfo.load_average()} on "
             f"{os.cpu_count()} cores, commit {git('rev-parse', '--short', 'HEAD')}{dirty}")
 
 

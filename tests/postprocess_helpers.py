@@ -127,3 +127,28 @@ def face_untouched(original: np.ndarray, output: np.ndarray, box: tuple[float, .
     rows, cols = _inner(box, 1.0)
     diff = float(np.abs(_gray(original[rows, cols]) - _gray(output[rows, cols])).mean())
     return diff < 1.0, f"mean diff {diff:.2f}"
+
+
+def plan_coverage(plan: Any, frame: int, box: tuple[float, ...], size: tuple[int, int]) -> float:
+    """Fraction of ``box`` inside the union of the plan's boxes for ``frame`` (before the mask
+    scale) in a frame of ``size`` (width, height)."""
+    mask = np.zeros((size[1], size[0]), bool)
+    for x1, y1, x2, y2 in plan.boxes(frame):
+        mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    return float(mask[y1:y2, x1:x2].mean())
+
+
+def moto_batch_queue(name: str) -> tuple[Any, str]:
+    """A job queue named ``name`` on an unmanaged compute environment in moto's Batch (server
+    mode; the environment's endpoint variables point boto3 at it): (the batch client, its name)."""
+    import boto3
+
+    iam, batch = boto3.client("iam"), boto3.client("batch")
+    role = iam.create_role(RoleName=f"r-{name}"[:64], AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    ce = batch.create_compute_environment(computeEnvironmentName=f"ce-{name}"[:128], type="UNMANAGED",
+                                          state="ENABLED", serviceRole=role)
+    queue = batch.create_job_queue(jobQueueName=name, state="ENABLED", priority=1,
+                                   computeEnvironmentOrder=[{"order": 1,
+                                                             "computeEnvironment": ce["computeEnvironmentArn"]}])
+    return batch, queue["jobQueueName"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from detection_helpers import background
+from postprocess_helpers import plan_coverage
 from video_helpers import ClipSpec, detail, face_patch, make_clip, paste, read_frames
 
 from contract import FrameFaces, FrameResult, dumps, loads
@@ -258,12 +259,7 @@ def test_frames_not_analysed_travel_in_the_v1_contract_as_an_optional_field():
 
 
 def _coverage(plan, frame: int, box) -> float:
-    """Fraction of ``box`` inside the union of the plan's boxes for ``frame`` (before mask scale)."""
-    mask = np.zeros((H, W), bool)
-    for x1, y1, x2, y2 in plan.boxes(frame):
-        mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    return float(mask[y1:y2, x1:x2].mean())
+    return plan_coverage(plan, frame, box, (W, H))
 
 
 class Clip:

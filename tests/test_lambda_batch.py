@@ -10,7 +10,7 @@ import json
 import uuid
 
 import pytest
-from postprocess_helpers import analysed_scene, get_tree, new_bucket, put_tree
+from postprocess_helpers import analysed_scene, get_tree, moto_batch_queue, new_bucket, put_tree
 
 from postprocess import batch as batch_main
 from postprocess.lambda_handler import DETAIL_TYPE, ConfigurationError, handle_event, handler
@@ -114,21 +114,13 @@ def test_a_job_without_options_is_not_ours(s3, job):
 @pytest.fixture
 def batch_queue(s3_env, bucket):
     """A job queue and job definition in moto's Batch (unique names per test)."""
-    import boto3
-
     suffix = bucket[-30:].strip("-")
-    iam, batch = boto3.client("iam"), boto3.client("batch")
-    role = iam.create_role(RoleName=f"r-{suffix}"[:64], AssumeRolePolicyDocument="{}")["Role"]["Arn"]
-    ce = batch.create_compute_environment(computeEnvironmentName=f"ce-{suffix}", type="UNMANAGED",
-                                          state="ENABLED", serviceRole=role)
-    queue = batch.create_job_queue(jobQueueName=f"q-{suffix}", state="ENABLED", priority=1,
-                                   computeEnvironmentOrder=[{"order": 1,
-                                                             "computeEnvironment": ce["computeEnvironmentArn"]}])
+    batch, queue = moto_batch_queue(f"q-{suffix}")
     definition = batch.register_job_definition(
         jobDefinitionName=f"jd-{suffix}", type="container",
         containerProperties={"image": "face-blur-postprocess:latest", "vcpus": 4, "memory": 8192,
                              "command": ["python", "-m", "postprocess.batch", "--help"]})
-    return batch, queue["jobQueueName"], definition["jobDefinitionName"]
+    return batch, queue, definition["jobDefinitionName"]
 
 
 def test_a_long_job_goes_to_batch_and_the_batch_steps_finish_it(s3, job, batch_queue, monkeypatch, capsys):

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 from detection_helpers import background
-from postprocess_helpers import decode, face_hidden, get_tree, new_bucket, png_bytes, put_tree
+from postprocess_helpers import decode, face_hidden, get_tree, new_bucket, plan_coverage, png_bytes, put_tree
 from scenes import REFERENCES
 from video_helpers import ClipSpec, face_patch, make_clip, paste
 
@@ -158,12 +158,7 @@ def plan(job):
 
 
 def _coverage(plan, frame: int, box) -> float:
-    """Fraction of ``box`` inside the union of the plan's boxes for ``frame``."""
-    mask = np.zeros((H, W), bool)
-    for x1, y1, x2, y2 in plan.boxes(frame):
-        mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
-    x1, y1, x2, y2 = (int(round(v)) for v in box)
-    return float(mask[y1:y2, x1:x2].mean())
+    return plan_coverage(plan, frame, box, (W, H))
 
 
 def test_the_children_write_a_result_for_every_frame_and_analyse_few(job, plan):
